@@ -1,0 +1,309 @@
+/*
+ * backprop.h - train fully-connected sigmoid networks by backpropagation,
+ * on an NVIDIA GPU (CUDA + cuBLAS) or on the CPU (BLAS), behind one C API.
+ *
+ * The math every backend implements (the contract):
+ *   sizes s[0] .. s[L]; weight layer i (0-based, i = 0 .. L-1) maps s[i] inputs
+ *   to s[i+1] outputs with W_i (s[i+1] x s[i], row-major on the host: W[j*s[i]+k]
+ *   is the weight from input neuron k to output neuron j) and bias b_i (s[i+1]).
+ *     forward:   z = W a_prev + b,  a = sigmoid(z),  a_0 = x
+ *     cost:      C0 = sum_j (a_j - y_j)^2 per example; a batch's cost is the mean of C0
+ *     backward:  delta_L = 2 (a_L - y) * sigmoid'(z_L)
+ *                delta_i = (W_{i+1}^T delta_{i+1}) * sigmoid'(z_i)
+ *                dW_i = (1/n) sum_k delta_i^k (a_i^k)^T,  db_i = (1/n) sum_k delta_i^k
+ *     SGD:       W -= lr * dW,  b -= lr * db
+ *
+ * General rules (they hold for every declaration below unless it says otherwise):
+ *   - Every fallible call returns a bp_status; BP_OK is 0. On failure, a
+ *     human-readable detail is available from bp_context_last_error() of the
+ *     context involved. The library never prints and never exits.
+ *   - Functions that create an object write it to *out on success and set
+ *     *out to NULL on failure (when out itself is not NULL).
+ *   - Every destroy function accepts NULL and then does nothing.
+ *   - Host arrays passed in are only read during the call and never retained;
+ *     host arrays passed out are written during the call only.
+ *   - Threads: a context and everything created from it (networks, data sets)
+ *     belong to one thread at a time. Use one context per thread; different
+ *     contexts are fully independent and may be used concurrently.
+ *   - Status values below are stable: new ones are appended, never renumbered.
+ */
+#ifndef BACKPROP_H
+#define BACKPROP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Version ------------------------------------------------------------ */
+#define BP_VERSION_MAJOR 0
+#define BP_VERSION_MINOR 1
+#define BP_VERSION_PATCH 0
+#define BP_VERSION_NUMBER (BP_VERSION_MAJOR * 10000 + BP_VERSION_MINOR * 100 + BP_VERSION_PATCH)
+#define BP_VERSION_STRING "0.1.0"
+
+/* Version of the library actually linked, as BP_VERSION_NUMBER computes it.
+ * Compare with BP_VERSION_NUMBER to detect a header/library mismatch. */
+unsigned bp_version(void);
+/* The same as a string, e.g. "0.1.0". Static storage; never NULL. */
+const char *bp_version_string(void);
+
+/* ---- Status ------------------------------------------------------------- */
+typedef enum bp_status {
+  BP_OK = 0,
+  BP_ERR_INVALID_ARGUMENT = 1, /* NULL pointer, bad size, index out of range, shape mismatch */
+  BP_ERR_OUT_OF_MEMORY = 2,    /* host or device allocation failed; recoverable */
+  BP_ERR_NO_DEVICE = 3,        /* CUDA asked for but no usable device (or built without CUDA) */
+  BP_ERR_DEVICE = 4,           /* CUDA or cuBLAS failure; see bp_context_last_error */
+  BP_ERR_IO = 5,               /* a file could not be opened, read, written or renamed */
+  BP_ERR_FORMAT = 6,           /* a file or buffer is malformed */
+  BP_ERR_NUMERIC = 7,          /* NaN/Inf in inputs or a non-finite cost; weights untouched */
+  BP_ERR_UNSUPPORTED = 8       /* valid request this build or version does not implement */
+} bp_status;
+
+/* Name and meaning of a status, e.g. "BP_ERR_FORMAT: malformed file or buffer".
+ * Static storage; never NULL (unknown values give "unknown bp_status"). */
+const char *bp_status_string(bp_status status);
+
+/* ---- Context ------------------------------------------------------------ */
+typedef enum bp_backend {
+  BP_BACKEND_AUTO = 0, /* CUDA when a device is usable, else CPU */
+  BP_BACKEND_CPU = 1,
+  BP_BACKEND_CUDA = 2
+} bp_backend;
+
+/* A context holds the backend, the device, its stream, the BLAS handle and
+ * scratch memory, and the last error message. */
+typedef struct bp_context bp_context;
+
+/* Creates a context. device is the CUDA device ordinal (ignored by the CPU
+ * backend; must be >= 0). BP_BACKEND_CUDA without a usable device, or in a
+ * build without CUDA, returns BP_ERR_NO_DEVICE. The caller owns *out and
+ * releases it with bp_context_destroy after every network and data set made
+ * from it has been destroyed. */
+bp_status bp_context_create(bp_backend backend, int device, bp_context **out);
+/* Releases the context. NULL is a no-op. */
+void bp_context_destroy(bp_context *ctx);
+/* The backend actually in use (never BP_BACKEND_AUTO). */
+bp_backend bp_context_backend(const bp_context *ctx);
+/* Detail of the last failure on ctx ("" if none). Valid until the next call
+ * on ctx or on an object made from it. NULL ctx gives a fixed message. */
+const char *bp_context_last_error(const bp_context *ctx);
+/* Name of a backend: "auto", "cpu" or "cuda". Static storage. */
+const char *bp_backend_name(bp_backend backend);
+
+/* Number of usable CUDA devices (0 in a build without CUDA or without a
+ * driver). Never touches CUDA before it is called. */
+int bp_cuda_device_count(void);
+/* 1 if this build contains the CUDA backend, else 0. */
+int bp_has_cuda(void);
+
+/* ---- Network ------------------------------------------------------------ */
+typedef struct bp_network bp_network;
+
+/* Activation per layer and cost. Only the sigmoid and the quadratic cost exist
+ * today; the enums (and bp_network_desc) leave room for tanh, ReLU, softmax,
+ * cross-entropy and other optimizers without renaming any call. */
+typedef enum bp_activation { BP_ACTIVATION_SIGMOID = 0 } bp_activation;
+typedef enum bp_cost { BP_COST_QUADRATIC = 0 } bp_cost;
+typedef enum bp_optimizer { BP_OPTIMIZER_SGD = 0 } bp_optimizer;
+
+#define BP_NETWORK_DESC_VERSION 1
+/* Versioned description for bp_network_create_ex: set struct_size to
+ * sizeof(bp_network_desc) and version to BP_NETWORK_DESC_VERSION; fields are
+ * only ever appended. Initialize with bp_network_desc_init. */
+typedef struct bp_network_desc {
+  uint32_t struct_size;
+  uint32_t version;
+  int n_sizes;                      /* number of layer sizes, >= 2 */
+  const int *sizes;                 /* n_sizes widths, each >= 1 */
+  uint64_t seed;                    /* initialization seed */
+  const bp_activation *activations; /* n_sizes-1 entries, or NULL for sigmoid everywhere */
+  bp_cost cost;
+  bp_optimizer optimizer;
+} bp_network_desc;
+
+/* Fills desc with defaults (sigmoid, quadratic cost, SGD) and sets
+ * struct_size/version. sizes are borrowed and must outlive the create call. */
+void bp_network_desc_init(bp_network_desc *desc, int n_sizes, const int *sizes, uint64_t seed);
+
+/* Creates a network with n_sizes layer widths, sigmoid on every layer and the
+ * quadratic cost, initialized deterministically from seed:
+ *   W[j,k] ~ Normal(0, 1/s[i]) (standard deviation 1/sqrt(fan_in)), b = 0,
+ * drawn in a fixed order from a SplitMix64-seeded xoshiro256** generator, so
+ * the same seed gives the same weights on every backend and machine. The
+ * 1/sqrt(fan_in) scale keeps |z| near 1 at the start, where sigmoid' is large,
+ * instead of saturating wide layers (Nielsen, "Neural Networks and Deep
+ * Learning", ch. 3). Device memory for parameters and gradients is allocated
+ * here; activation buffers when a batch first needs them. The network keeps
+ * a reference to ctx (which must outlive it). The caller owns *out. */
+bp_status bp_network_create(bp_context *ctx, int n_sizes, const int *sizes, uint64_t seed,
+                            bp_network **out);
+/* Same from a description; BP_ERR_UNSUPPORTED for an activation, cost or
+ * optimizer this version does not implement, or a newer desc version. */
+bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_network **out);
+/* Releases the network. NULL is a no-op. */
+void bp_network_destroy(bp_network *net);
+
+/* Shape queries. n_layers is the number of weight layers (n_sizes - 1). */
+int bp_network_n_layers(const bp_network *net);
+/* Width s[i] for i in 0..n_layers, or -1 if out of range / NULL. */
+int bp_network_size(const bp_network *net, int i);
+/* Total number of weights and biases. */
+size_t bp_network_parameter_count(const bp_network *net);
+bp_context *bp_network_context(const bp_network *net);
+
+/* Copies layer `layer`'s weights (s[layer+1] x s[layer], row-major) and bias
+ * (s[layer+1]) out. Either W or b may be NULL to skip it. */
+bp_status bp_network_get_layer(const bp_network *net, int layer, float *W, float *b);
+/* Replaces layer `layer`'s weights and bias. Either may be NULL to keep it.
+ * Non-finite values are BP_ERR_NUMERIC and change nothing. */
+bp_status bp_network_set_layer(bp_network *net, int layer, const float *W, const float *b);
+
+/* ---- Training on host arrays ---------------------------------------------
+ * Host arrays, row-major: X is n x s[0], Y and out are n x s[L]. NaN or Inf
+ * in X or Y returns BP_ERR_NUMERIC before anything is computed. */
+
+/* Forward pass; writes the output activations to out. */
+bp_status bp_forward(bp_network *net, const float *X, int n, float *out);
+/* Forward and backward pass: computes the gradients of the batch's mean cost
+ * (kept in the network, see bp_network_get_gradient) and, if cost is not
+ * NULL, the mean cost. Weights are not changed. */
+bp_status bp_backward(bp_network *net, const float *X, const float *Y, int n, float *cost);
+/* Copies the gradient of layer `layer` from the last bp_backward (or training
+ * step). Shapes as bp_network_get_layer. Before any backward: zeros. */
+bp_status bp_network_get_gradient(const bp_network *net, int layer, float *dW, float *db);
+/* W -= lr * dW, b -= lr * db with the stored gradients. lr must be finite. */
+bp_status bp_sgd_step(bp_network *net, float learning_rate);
+/* bp_backward then bp_sgd_step. If the cost is not finite the update is
+ * skipped, the weights stay as they were, and BP_ERR_NUMERIC is returned. */
+bp_status bp_train_batch(bp_network *net, const float *X, const float *Y, int n,
+                         float learning_rate, float *cost);
+
+/* ---- Data sets in backend memory ----------------------------------------- */
+typedef struct bp_dataset bp_dataset;
+
+/* Copies n examples (X: n x n_in, Y: n x n_out, row-major host arrays) into
+ * the backend's memory (device memory for CUDA) once. NaN/Inf is
+ * BP_ERR_NUMERIC. The data set keeps a reference to ctx. Caller owns *out. */
+bp_status bp_dataset_create(bp_context *ctx, int n, int n_in, int n_out, const float *X,
+                            const float *Y, bp_dataset **out);
+/* Releases the data set. NULL is a no-op. */
+void bp_dataset_destroy(bp_dataset *data);
+int bp_dataset_size(const bp_dataset *data);
+int bp_dataset_n_in(const bp_dataset *data);
+int bp_dataset_n_out(const bp_dataset *data);
+
+/* One epoch of mini-batch SGD: examples are shuffled with a permutation drawn
+ * from shuffle_seed (Fisher-Yates, deterministic), cut into batches of
+ * batch_size (the last one may be smaller), and each batch takes one step.
+ * On CUDA the batches are gathered on the device: no host round trip per
+ * batch. mean_cost (may be NULL) receives the mean over the epoch's examples
+ * of the cost each batch had before its step. A batch whose cost is not
+ * finite is skipped (its update is not applied) and the epoch returns
+ * BP_ERR_NUMERIC after finishing; weights always stay finite. The network
+ * and data set must share the context and agree on widths. */
+bp_status bp_train_epoch(bp_network *net, const bp_dataset *data, int batch_size,
+                         float learning_rate, uint64_t shuffle_seed, float *mean_cost);
+/* Mean cost and accuracy over the data set. Accuracy is the fraction of
+ * examples whose largest output is at the index of the largest target (first
+ * index on ties); with one output, both on the same side of 0.5. Either out
+ * pointer may be NULL. */
+bp_status bp_evaluate(bp_network *net, const bp_dataset *data, float *mean_cost, float *accuracy);
+
+/* ---- Model files (safetensors) -------------------------------------------
+ * Format: 8-byte little-endian header length N, N bytes of JSON, raw
+ * little-endian data. Tensors "layers.{i}.weight" ([s[i+1], s[i]], F32) and
+ * "layers.{i}.bias" ([s[i+1]], F32): the names and shapes of a PyTorch
+ * nn.Linear stack. "__metadata__" holds string pairs: "format"="backprop",
+ * "backprop_version", "activation"="sigmoid", "cost"="quadratic", "sizes"
+ * ("784,100,10"), plus any pairs the caller adds. */
+
+/* Saves atomically: writes a temporary file in the same directory, flushes,
+ * fsyncs, renames it over path and fsyncs the directory. On any failure
+ * (BP_ERR_IO) the old file at path is intact and no temporary file remains.
+ * meta_keys/meta_values: n_meta extra metadata strings (may be 0/NULL). */
+bp_status bp_network_save(const bp_network *net, const char *path);
+bp_status bp_network_save_ex(const bp_network *net, const char *path, int n_meta,
+                             const char *const *meta_keys, const char *const *meta_values);
+/* Reads a model file and creates a network from it in ctx. Every inconsistency
+ * (truncation, header length, JSON, dtypes, shapes, offsets) is BP_ERR_FORMAT
+ * with the file and byte offset in the message; nothing is read out of bounds. */
+bp_status bp_network_load(bp_context *ctx, const char *path, bp_network **out);
+/* The same from a buffer in memory (len bytes); name is used in messages. */
+bp_status bp_network_load_buffer(bp_context *ctx, const void *data, size_t len, const char *name,
+                                 bp_network **out);
+/* Loads weights into an existing network; a file of another shape is
+ * BP_ERR_FORMAT and overwrites nothing. */
+bp_status bp_network_load_weights(bp_network *net, const char *path);
+
+/* Metadata of a model file, without creating a network. The caller frees
+ * the result with bp_model_info_free (NULL is a no-op). */
+typedef struct bp_model_info {
+  int n_sizes;
+  int *sizes;
+  size_t n_params;
+  int n_meta;
+  char **meta_keys;
+  char **meta_values;
+} bp_model_info;
+bp_status bp_model_info_read(bp_context *ctx, const char *path, bp_model_info **out);
+void bp_model_info_free(bp_model_info *info);
+
+/* ---- Reading data sets (host memory) -------------------------------------
+ * A bp_data holds n examples in row-major host arrays X (n x n_in) and Y
+ * (n x n_out), owned by the bp_data and released by bp_data_free (which
+ * accepts NULL). Readers report malformed input as BP_ERR_FORMAT (or
+ * BP_ERR_IO when the file cannot be read) on ctx, with the file name and the
+ * line or byte offset. Each reader has a (pointer, length) entry point. */
+typedef struct bp_data {
+  int n, n_in, n_out;
+  float *X;
+  float *Y;
+} bp_data;
+void bp_data_free(bp_data *data);
+
+/* IDX images + labels (MNIST, Fashion-MNIST), plain or gzip-compressed
+ * (detected by magic). Pixels scaled to [0,1]; labels one-hot over 10
+ * classes (or max label + 1 if larger). */
+bp_status bp_data_read_idx(bp_context *ctx, const char *images_path, const char *labels_path,
+                           bp_data **out);
+bp_status bp_data_parse_idx(bp_context *ctx, const void *images, size_t images_len,
+                            const void *labels, size_t labels_len, const char *name, bp_data **out);
+/* A directory with the four MNIST-style files (train-images-idx3-ubyte[.gz],
+ * train-labels-idx1-ubyte[.gz], t10k-images..., t10k-labels...). */
+bp_status bp_data_read_idx_dir(bp_context *ctx, const char *dir, bp_data **train, bp_data **test);
+
+/* CSV: numeric columns, optional header line (detected when its first field
+ * is not a number). n_targets == 0: the label column (label_column, negative
+ * counts from the end: -1 = last) holds integer class ids, one-hot encoded.
+ * n_targets > 0: the last n_targets columns are real-valued targets. */
+typedef struct bp_csv_options {
+  int label_column; /* default -1 */
+  int n_targets;    /* default 0 */
+  int n_classes;    /* 0: max label + 1 */
+} bp_csv_options;
+void bp_csv_options_init(bp_csv_options *opt);
+bp_status bp_data_read_csv(bp_context *ctx, const char *path, const bp_csv_options *opt,
+                           bp_data **out);
+bp_status bp_data_parse_csv(bp_context *ctx, const char *text, size_t len, const char *name,
+                            const bp_csv_options *opt, bp_data **out);
+
+/* FANN training data: first line "n_examples n_inputs n_outputs", then for
+ * each example a line of inputs and a line of outputs. */
+bp_status bp_data_read_fann(bp_context *ctx, const char *path, bp_data **out);
+bp_status bp_data_parse_fann(bp_context *ctx, const char *text, size_t len, const char *name,
+                             bp_data **out);
+
+/* ---- Test hooks ----------------------------------------------------------
+ * For tests of failure paths only. After this call the nth backend memory
+ * allocation on ctx (1 = the next) fails as if memory were exhausted; 0
+ * disarms. */
+bp_status bp_debug_fail_allocation(bp_context *ctx, long nth);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BACKPROP_H */

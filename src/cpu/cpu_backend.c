@@ -1,0 +1,327 @@
+/* cpu_backend.c - the reference backend: the math of backprop.h with BLAS for
+ * the three products per layer and the shared formulas of elementwise.cuh for
+ * everything else. Buffers are laid out exactly as the CUDA backend's (see
+ * internal.h), so the two issue the same GEMMs on the same data. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../internal.h"
+#include "blas.h"
+#include "elementwise.cuh"
+
+typedef struct cpu_net {
+  float *params;
+  float *grads;
+  int cap;       /* batch capacity of the workspace below */
+  float **z;     /* z[i]: pre-activations of weight layer i, s[i+1] x cap */
+  float **a;     /* a[i]: activations of weight layer i, s[i+1] x cap */
+  float *delta;  /* two error buffers, max_width x cap each */
+  float *delta2;
+  float *in;     /* gathered inputs for train_epoch, s[0] x cap */
+  float *target; /* gathered targets, s[L] x cap */
+} cpu_net;
+
+typedef struct cpu_data {
+  float *X;
+  float *Y;
+} cpu_data;
+
+static void *cpu_alloc(bp_context *ctx, size_t count, size_t elem, const char *what) {
+  if (bp_debug_should_fail_alloc(ctx)) {
+    bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "allocating %s failed: out of memory (test hook)", what);
+    return NULL;
+  }
+  if (count != 0 && elem > SIZE_MAX / count) {
+    bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "allocating %s: size overflows", what);
+    return NULL;
+  }
+  void *p = malloc(count != 0 && elem != 0 ? count * elem : 1);
+  if (!p)
+    bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "allocating %s (%zu bytes) failed: out of host memory",
+             what, count * elem);
+  return p;
+}
+
+static void free_workspace(bp_network *net, cpu_net *c) {
+  if (c->z)
+    for (int i = 0; i < net->n_layers; ++i) free(c->z[i]);
+  if (c->a)
+    for (int i = 0; i < net->n_layers; ++i) free(c->a[i]);
+  free(c->z);
+  free(c->a);
+  free(c->delta);
+  free(c->delta2);
+  free(c->in);
+  free(c->target);
+  c->z = c->a = NULL;
+  c->delta = c->delta2 = c->in = c->target = NULL;
+  c->cap = 0;
+}
+
+/* Grows the workspace to hold n examples. On failure the old workspace is
+ * kept, so the network stays usable at its old capacity. */
+static bp_status ensure_capacity(bp_network *net, int n) {
+  cpu_net *c = net->impl;
+  if (n <= c->cap) return BP_OK;
+  bp_context *ctx = net->ctx;
+  cpu_net fresh = {0};
+  const int L = net->n_layers;
+  fresh.z = calloc((size_t)L, sizeof(float *));
+  fresh.a = calloc((size_t)L, sizeof(float *));
+  bp_status st = BP_ERR_OUT_OF_MEMORY;
+  if (!fresh.z || !fresh.a) {
+    bp_error(ctx, st, "allocating the workspace for batch %d: out of host memory", n);
+    goto fail;
+  }
+  for (int i = 0; i < L; ++i) {
+    size_t count = (size_t)net->sizes[i + 1] * (size_t)n;
+    if (!(fresh.z[i] = cpu_alloc(ctx, count, sizeof(float), "pre-activations"))) goto fail;
+    if (!(fresh.a[i] = cpu_alloc(ctx, count, sizeof(float), "activations"))) goto fail;
+  }
+  size_t wide = (size_t)net->max_width * (size_t)n;
+  if (!(fresh.delta = cpu_alloc(ctx, wide, sizeof(float), "errors"))) goto fail;
+  if (!(fresh.delta2 = cpu_alloc(ctx, wide, sizeof(float), "errors"))) goto fail;
+  if (!(fresh.in = cpu_alloc(ctx, (size_t)net->sizes[0] * n, sizeof(float), "batch inputs")))
+    goto fail;
+  if (!(fresh.target = cpu_alloc(ctx, (size_t)net->sizes[L] * n, sizeof(float), "batch targets")))
+    goto fail;
+  fresh.params = c->params;
+  fresh.grads = c->grads;
+  fresh.cap = n;
+  free_workspace(net, c);
+  *c = fresh;
+  return BP_OK;
+fail:
+  free_workspace(net, &fresh); /* z/a hold NULL where nothing was allocated */
+  return st;
+}
+
+static bp_status cpu_network_init(bp_network *net) {
+  cpu_net *c = calloc(1, sizeof *c);
+  if (!c) return bp_error(net->ctx, BP_ERR_OUT_OF_MEMORY, "network: out of host memory");
+  c->params = cpu_alloc(net->ctx, net->n_params, sizeof(float), "parameters");
+  c->grads = c->params ? cpu_alloc(net->ctx, net->n_params, sizeof(float), "gradients") : NULL;
+  if (!c->params || !c->grads) {
+    free(c->params);
+    free(c);
+    return BP_ERR_OUT_OF_MEMORY;
+  }
+  memset(c->grads, 0, sizeof(float) * net->n_params);
+  net->impl = c;
+  return BP_OK;
+}
+
+static void cpu_network_free(bp_network *net) {
+  cpu_net *c = net->impl;
+  if (!c) return;
+  free_workspace(net, c);
+  free(c->params);
+  free(c->grads);
+  free(c);
+  net->impl = NULL;
+}
+
+static bp_status cpu_read_params(const bp_network *net, size_t offset, size_t count, float *dst) {
+  memcpy(dst, ((cpu_net *)net->impl)->params + offset, sizeof(float) * count);
+  return BP_OK;
+}
+
+static bp_status cpu_write_params(bp_network *net, size_t offset, size_t count, const float *src) {
+  memcpy(((cpu_net *)net->impl)->params + offset, src, sizeof(float) * count);
+  return BP_OK;
+}
+
+static bp_status cpu_read_grads(const bp_network *net, size_t offset, size_t count, float *dst) {
+  memcpy(dst, ((cpu_net *)net->impl)->grads + offset, sizeof(float) * count);
+  return BP_OK;
+}
+
+/* Forward over n examples whose inputs A0 are s[0] x n column-major. */
+static void forward_core(bp_network *net, const float *A0, int n) {
+  cpu_net *c = net->impl;
+  const float *prev = A0;
+  for (int i = 0; i < net->n_layers; ++i) {
+    const int in = net->sizes[i], out = net->sizes[i + 1];
+    const float *W = c->params + net->w_offset[i];
+    const float *b = c->params + net->b_offset[i];
+    float *z = c->z[i], *a = c->a[i];
+    bp_cpu_sgemm(1, 0, out, n, in, 1.0f, W, in, prev, in, 0.0f, z, out);
+    for (int k = 0; k < n; ++k) {
+      float *zk = z + (size_t)k * out, *ak = a + (size_t)k * out;
+      for (int j = 0; j < out; ++j) {
+        zk[j] += b[j];
+        ak[j] = bp_sigmoid(zk[j]);
+      }
+    }
+    prev = a;
+  }
+}
+
+/* Forward + backward over n examples; fills grads, returns the mean cost. */
+static double backward_core(bp_network *net, const float *A0, const float *Y, int n) {
+  cpu_net *c = net->impl;
+  const int L = net->n_layers;
+  forward_core(net, A0, n);
+
+  const int out = net->sizes[L];
+  const size_t count = (size_t)out * (size_t)n;
+  const float *aL = c->a[L - 1], *zL = c->z[L - 1];
+  double cost = 0.0;
+  float *delta = c->delta, *spare = c->delta2;
+  for (size_t e = 0; e < count; ++e) {
+    cost += bp_cost_term(aL[e], Y[e]);
+    delta[e] = bp_output_error(aL[e], Y[e], zL[e]);
+  }
+
+  const float inv_n = 1.0f / (float)n;
+  for (int i = L - 1; i >= 0; --i) {
+    const int in = net->sizes[i], w = net->sizes[i + 1];
+    const float *prev = i == 0 ? A0 : c->a[i - 1];
+    /* dW_i^T (in x w, column-major) = A_i Delta_i^T / n. */
+    bp_cpu_sgemm(0, 1, in, w, n, inv_n, prev, in, delta, w, 0.0f, c->grads + net->w_offset[i], in);
+    float *db = c->grads + net->b_offset[i];
+    for (int j = 0; j < w; ++j) {
+      double s = 0.0;
+      for (int k = 0; k < n; ++k) s += delta[(size_t)k * w + j];
+      db[j] = (float)(s / (double)n);
+    }
+    if (i > 0) {
+      /* G = W_i^T Delta_i (in x n), then Delta_{i-1} = G * sigma'(z_{i-1}). */
+      const float *W = c->params + net->w_offset[i];
+      bp_cpu_sgemm(0, 0, in, n, w, 1.0f, W, in, delta, w, 0.0f, spare, in);
+      const float *z = c->z[i - 1];
+      const size_t m = (size_t)in * (size_t)n;
+      for (size_t e = 0; e < m; ++e) spare[e] = bp_hidden_error(spare[e], z[e]);
+      float *t = delta;
+      delta = spare;
+      spare = t;
+    }
+  }
+  return cost / (double)n;
+}
+
+static bp_status cpu_forward(bp_network *net, const float *X, int n, float *out) {
+  bp_status st = ensure_capacity(net, n);
+  if (st != BP_OK) return st;
+  forward_core(net, X, n);
+  cpu_net *c = net->impl;
+  memcpy(out, c->a[net->n_layers - 1], sizeof(float) * (size_t)n * net->sizes[net->n_layers]);
+  return BP_OK;
+}
+
+static bp_status cpu_backward(bp_network *net, const float *X, const float *Y, int n,
+                              float *cost) {
+  bp_status st = ensure_capacity(net, n);
+  if (st != BP_OK) return st;
+  *cost = (float)backward_core(net, X, Y, n);
+  return BP_OK;
+}
+
+static bp_status cpu_sgd_step(bp_network *net, float lr) {
+  cpu_net *c = net->impl;
+  for (size_t i = 0; i < net->n_params; ++i)
+    c->params[i] = bp_sgd_update(c->params[i], c->grads[i], lr);
+  return BP_OK;
+}
+
+static bp_status cpu_dataset_init(bp_dataset *data, const float *X, const float *Y) {
+  cpu_data *d = calloc(1, sizeof *d);
+  if (!d) return bp_error(data->ctx, BP_ERR_OUT_OF_MEMORY, "data set: out of host memory");
+  size_t nx = (size_t)data->n * data->n_in, ny = (size_t)data->n * data->n_out;
+  d->X = cpu_alloc(data->ctx, nx, sizeof(float), "data set inputs");
+  d->Y = d->X ? cpu_alloc(data->ctx, ny, sizeof(float), "data set targets") : NULL;
+  if (!d->X || !d->Y) {
+    free(d->X);
+    free(d);
+    return BP_ERR_OUT_OF_MEMORY;
+  }
+  memcpy(d->X, X, sizeof(float) * nx);
+  memcpy(d->Y, Y, sizeof(float) * ny);
+  data->impl = d;
+  return BP_OK;
+}
+
+static void cpu_dataset_free(bp_dataset *data) {
+  cpu_data *d = data->impl;
+  if (!d) return;
+  free(d->X);
+  free(d->Y);
+  free(d);
+  data->impl = NULL;
+}
+
+static bp_status cpu_train_epoch(bp_network *net, const bp_dataset *data, int batch_size, float lr,
+                                 const int32_t *perm, double *cost_sum, int *skipped) {
+  bp_status st = ensure_capacity(net, batch_size);
+  if (st != BP_OK) return st;
+  cpu_net *c = net->impl;
+  const cpu_data *d = data->impl;
+  const size_t in = (size_t)data->n_in, out = (size_t)data->n_out;
+  double sum = 0.0;
+  int skip = 0;
+  for (int start = 0; start < data->n; start += batch_size) {
+    const int bn = data->n - start < batch_size ? data->n - start : batch_size;
+    for (int k = 0; k < bn; ++k) {
+      const size_t src = (size_t)perm[start + k];
+      memcpy(c->in + (size_t)k * in, d->X + src * in, sizeof(float) * in);
+      memcpy(c->target + (size_t)k * out, d->Y + src * out, sizeof(float) * out);
+    }
+    double cost = backward_core(net, c->in, c->target, bn);
+    if (!isfinite(cost)) {
+      ++skip;
+      continue;
+    }
+    sum += cost * bn;
+    cpu_sgd_step(net, lr);
+  }
+  *cost_sum = sum;
+  *skipped = skip;
+  return BP_OK;
+}
+
+static bp_status cpu_evaluate(bp_network *net, const bp_dataset *data, double *cost_sum,
+                              int64_t *correct) {
+  cpu_net *c = net->impl;
+  int chunk = data->n < 4096 ? data->n : 4096;
+  if (chunk < c->cap) chunk = c->cap < data->n ? c->cap : data->n;
+  bp_status st = ensure_capacity(net, chunk);
+  if (st != BP_OK) return st;
+  const cpu_data *d = data->impl;
+  const int out = data->n_out;
+  double sum = 0.0;
+  int64_t right = 0;
+  for (int start = 0; start < data->n; start += chunk) {
+    const int bn = data->n - start < chunk ? data->n - start : chunk;
+    forward_core(net, d->X + (size_t)start * data->n_in, bn);
+    const float *a = c->a[net->n_layers - 1];
+    const float *y = d->Y + (size_t)start * out;
+    for (int k = 0; k < bn; ++k) {
+      const float *ak = a + (size_t)k * out, *yk = y + (size_t)k * out;
+      for (int j = 0; j < out; ++j) sum += bp_cost_term(ak[j], yk[j]);
+      right += bp_example_correct(ak, yk, out, 1);
+    }
+  }
+  *cost_sum = sum;
+  *correct = right;
+  return BP_OK;
+}
+
+static void cpu_context_destroy(bp_context *ctx) { (void)ctx; }
+
+const bp_backend_ops bp_cpu_ops = {
+    .name = "cpu",
+    .context_destroy = cpu_context_destroy,
+    .network_init = cpu_network_init,
+    .network_free = cpu_network_free,
+    .read_params = cpu_read_params,
+    .write_params = cpu_write_params,
+    .read_grads = cpu_read_grads,
+    .forward = cpu_forward,
+    .backward = cpu_backward,
+    .sgd_step = cpu_sgd_step,
+    .dataset_init = cpu_dataset_init,
+    .dataset_free = cpu_dataset_free,
+    .train_epoch = cpu_train_epoch,
+    .evaluate = cpu_evaluate,
+};

@@ -1,0 +1,298 @@
+/* network.c - network objects, argument checks, and the host-array training
+ * calls. Everything here is backend-independent; the work goes through
+ * net->ctx->ops. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Common entry check: a poisoned context refuses all work. */
+static bp_status check_context(bp_context *ctx) {
+  if (ctx->failed)
+    return bp_error(ctx, BP_ERR_DEVICE,
+                    "the CUDA context hit a sticky device fault earlier and is unusable; "
+                    "the process must restart to use the GPU again");
+  bp_clear_error(ctx);
+  return BP_OK;
+}
+
+void bp_network_desc_init(bp_network_desc *desc, int n_sizes, const int *sizes, uint64_t seed) {
+  if (!desc) return;
+  memset(desc, 0, sizeof *desc);
+  desc->struct_size = (uint32_t)sizeof *desc;
+  desc->version = BP_NETWORK_DESC_VERSION;
+  desc->n_sizes = n_sizes;
+  desc->sizes = sizes;
+  desc->seed = seed;
+  desc->activations = NULL;
+  desc->cost = BP_COST_QUADRATIC;
+  desc->optimizer = BP_OPTIMIZER_SGD;
+}
+
+static void network_free_host(bp_network *net) {
+  free(net->sizes);
+  free(net->w_offset);
+  free(net->b_offset);
+  free(net);
+}
+
+/* W ~ Normal(0, 1/fan_in), b = 0; see bp_network_create in backprop.h. */
+static bp_status initialize_parameters(bp_network *net, uint64_t seed) {
+  enum { CHUNK = 1 << 20 };
+  float *buf = malloc(sizeof(float) * CHUNK);
+  if (!buf) return bp_error(net->ctx, BP_ERR_OUT_OF_MEMORY, "bp_network_create: out of host memory");
+  bp_rng rng;
+  bp_rng_seed(&rng, seed);
+  bp_status st = BP_OK;
+  for (int i = 0; i < net->n_layers && st == BP_OK; ++i) {
+    const double scale = 1.0 / sqrt((double)net->sizes[i]);
+    const size_t nw = (size_t)net->sizes[i] * (size_t)net->sizes[i + 1];
+    for (size_t done = 0; done < nw && st == BP_OK; done += CHUNK) {
+      const size_t count = nw - done < CHUNK ? nw - done : CHUNK;
+      for (size_t k = 0; k < count; ++k) buf[k] = (float)(bp_rng_normal(&rng) * scale);
+      st = net->ctx->ops->write_params(net, net->w_offset[i] + done, count, buf);
+    }
+    const size_t nb = (size_t)net->sizes[i + 1];
+    memset(buf, 0, sizeof(float) * (nb < CHUNK ? nb : CHUNK));
+    for (size_t done = 0; done < nb && st == BP_OK; done += CHUNK) {
+      const size_t count = nb - done < CHUNK ? nb - done : CHUNK;
+      st = net->ctx->ops->write_params(net, net->b_offset[i] + done, count, buf);
+    }
+  }
+  free(buf);
+  return st;
+}
+
+bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_network **out) {
+  if (out) *out = NULL;
+  if (!ctx) return BP_ERR_INVALID_ARGUMENT;
+  bp_status st = check_context(ctx);
+  if (st != BP_OK) return st;
+  if (!out || !desc)
+    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_create: out or desc is NULL");
+  if (desc->struct_size < sizeof(bp_network_desc) || desc->version != BP_NETWORK_DESC_VERSION)
+    return bp_error(ctx, BP_ERR_UNSUPPORTED,
+                    "bp_network_create_ex: desc version %u (size %u) is not supported by "
+                    "library %s (knows version %d); initialize it with bp_network_desc_init",
+                    desc->version, desc->struct_size, BP_VERSION_STRING, BP_NETWORK_DESC_VERSION);
+  const int n_sizes = desc->n_sizes;
+  const int *sizes = desc->sizes;
+  if (!sizes) return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_create: sizes is NULL");
+  if (n_sizes < 2)
+    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
+                    "bp_network_create: need at least 2 sizes (input and output), got %d",
+                    n_sizes);
+  if (n_sizes > 4096)
+    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_create: %d sizes is too deep",
+                    n_sizes);
+  for (int i = 0; i < n_sizes; ++i) {
+    if (sizes[i] <= 0 || sizes[i] > BP_MAX_DIM)
+      return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
+                      "bp_network_create: sizes[%d] = %d is out of range (1 .. %d)", i, sizes[i],
+                      BP_MAX_DIM);
+  }
+  if (desc->cost != BP_COST_QUADRATIC)
+    return bp_error(ctx, BP_ERR_UNSUPPORTED, "bp_network_create: only the quadratic cost exists");
+  if (desc->optimizer != BP_OPTIMIZER_SGD)
+    return bp_error(ctx, BP_ERR_UNSUPPORTED, "bp_network_create: only SGD exists");
+  if (desc->activations) {
+    for (int i = 0; i + 1 < n_sizes; ++i)
+      if (desc->activations[i] != BP_ACTIVATION_SIGMOID)
+        return bp_error(ctx, BP_ERR_UNSUPPORTED,
+                        "bp_network_create: layer %d: only the sigmoid activation exists", i);
+  }
+
+  /* Count parameters with overflow checks before allocating anything. */
+  size_t n_params = 0;
+  const size_t limit = (size_t)1 << 40; /* 4 TiB of floats: far past any device */
+  for (int i = 0; i + 1 < n_sizes; ++i) {
+    size_t w = (size_t)sizes[i] * (size_t)sizes[i + 1]; /* each <= 2^28: fits in 2^56 */
+    if (w > limit || n_params > limit - w - (size_t)sizes[i + 1])
+      return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
+                      "bp_network_create: the network has too many parameters (layer %d)", i);
+    n_params += w + (size_t)sizes[i + 1];
+  }
+
+  bp_network *net = calloc(1, sizeof *net);
+  if (!net) return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "bp_network_create: out of host memory");
+  net->ctx = ctx;
+  net->n_layers = n_sizes - 1;
+  net->n_params = n_params;
+  net->sizes = malloc(sizeof(int) * (size_t)n_sizes);
+  net->w_offset = malloc(sizeof(size_t) * (size_t)net->n_layers);
+  net->b_offset = malloc(sizeof(size_t) * (size_t)net->n_layers);
+  if (!net->sizes || !net->w_offset || !net->b_offset) {
+    network_free_host(net);
+    return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "bp_network_create: out of host memory");
+  }
+  memcpy(net->sizes, sizes, sizeof(int) * (size_t)n_sizes);
+  size_t off = 0;
+  for (int i = 0; i < net->n_layers; ++i) {
+    net->w_offset[i] = off;
+    off += (size_t)sizes[i] * (size_t)sizes[i + 1];
+    net->b_offset[i] = off;
+    off += (size_t)sizes[i + 1];
+  }
+  for (int i = 0; i < n_sizes; ++i)
+    if (sizes[i] > net->max_width) net->max_width = sizes[i];
+
+  /* The backend allocates first, so a network too large for the device fails
+   * before any host work. Then initialize in a fixed order (layer by layer, W
+   * row-major then b), in bounded host chunks, so every backend starts from
+   * identical weights. */
+  st = ctx->ops->network_init(net);
+  if (st != BP_OK) {
+    network_free_host(net);
+    return st;
+  }
+  st = initialize_parameters(net, desc->seed);
+  if (st != BP_OK) {
+    bp_network_destroy(net);
+    return st;
+  }
+  *out = net;
+  return BP_OK;
+}
+
+bp_status bp_network_create(bp_context *ctx, int n_sizes, const int *sizes, uint64_t seed,
+                            bp_network **out) {
+  bp_network_desc desc;
+  bp_network_desc_init(&desc, n_sizes, sizes, seed);
+  return bp_network_create_ex(ctx, &desc, out);
+}
+
+void bp_network_destroy(bp_network *net) {
+  if (!net) return;
+  net->ctx->ops->network_free(net);
+  network_free_host(net);
+}
+
+int bp_network_n_layers(const bp_network *net) { return net ? net->n_layers : -1; }
+
+int bp_network_size(const bp_network *net, int i) {
+  if (!net || i < 0 || i > net->n_layers) return -1;
+  return net->sizes[i];
+}
+
+size_t bp_network_parameter_count(const bp_network *net) { return net ? net->n_params : 0; }
+
+bp_context *bp_network_context(const bp_network *net) { return net ? net->ctx : NULL; }
+
+static bp_status check_layer(const bp_network *net, int layer, const char *fn) {
+  if (layer < 0 || layer >= net->n_layers)
+    return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT,
+                    "%s: layer %d is out of range (the network has layers 0 .. %d)", fn, layer,
+                    net->n_layers - 1);
+  return BP_OK;
+}
+
+bp_status bp_network_get_layer(const bp_network *net, int layer, float *W, float *b) {
+  if (!net) return BP_ERR_INVALID_ARGUMENT;
+  bp_status st = check_context(net->ctx);
+  if (st == BP_OK) st = check_layer(net, layer, "bp_network_get_layer");
+  if (st != BP_OK) return st;
+  const size_t nw = (size_t)net->sizes[layer] * (size_t)net->sizes[layer + 1];
+  if (W) st = net->ctx->ops->read_params(net, net->w_offset[layer], nw, W);
+  if (st == BP_OK && b)
+    st = net->ctx->ops->read_params(net, net->b_offset[layer], (size_t)net->sizes[layer + 1], b);
+  return st;
+}
+
+bp_status bp_network_set_layer(bp_network *net, int layer, const float *W, const float *b) {
+  if (!net) return BP_ERR_INVALID_ARGUMENT;
+  bp_status st = check_context(net->ctx);
+  if (st == BP_OK) st = check_layer(net, layer, "bp_network_set_layer");
+  if (st != BP_OK) return st;
+  const size_t nw = (size_t)net->sizes[layer] * (size_t)net->sizes[layer + 1];
+  const size_t nb = (size_t)net->sizes[layer + 1];
+  if ((W && !bp_all_finite(W, nw)) || (b && !bp_all_finite(b, nb)))
+    return bp_error(net->ctx, BP_ERR_NUMERIC,
+                    "bp_network_set_layer: layer %d: W or b holds NaN or Inf; nothing changed",
+                    layer);
+  if (W) st = net->ctx->ops->write_params(net, net->w_offset[layer], nw, W);
+  if (st == BP_OK && b) st = net->ctx->ops->write_params(net, net->b_offset[layer], nb, b);
+  return st;
+}
+
+bp_status bp_network_get_gradient(const bp_network *net, int layer, float *dW, float *db) {
+  if (!net) return BP_ERR_INVALID_ARGUMENT;
+  bp_status st = check_context(net->ctx);
+  if (st == BP_OK) st = check_layer(net, layer, "bp_network_get_gradient");
+  if (st != BP_OK) return st;
+  const size_t nw = (size_t)net->sizes[layer] * (size_t)net->sizes[layer + 1];
+  if (dW) st = net->ctx->ops->read_grads(net, net->w_offset[layer], nw, dW);
+  if (st == BP_OK && db)
+    st = net->ctx->ops->read_grads(net, net->b_offset[layer], (size_t)net->sizes[layer + 1], db);
+  return st;
+}
+
+/* Checks shared by forward/backward/train_batch. Y may be NULL (forward). */
+static bp_status check_batch(bp_network *net, const float *X, const float *Y, int n,
+                             const char *fn) {
+  bp_context *ctx = net->ctx;
+  if (!X) return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "%s: X is NULL", fn);
+  if (n <= 0 || n > BP_MAX_DIM)
+    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "%s: n = %d is out of range (1 .. %d)", fn, n,
+                    BP_MAX_DIM);
+  const size_t nx = (size_t)n * (size_t)net->sizes[0];
+  if (!bp_all_finite(X, nx))
+    return bp_error(ctx, BP_ERR_NUMERIC, "%s: X holds NaN or Inf; nothing was computed", fn);
+  if (Y && !bp_all_finite(Y, (size_t)n * (size_t)net->sizes[net->n_layers]))
+    return bp_error(ctx, BP_ERR_NUMERIC, "%s: Y holds NaN or Inf; nothing was computed", fn);
+  return BP_OK;
+}
+
+bp_status bp_forward(bp_network *net, const float *X, int n, float *out) {
+  if (!net) return BP_ERR_INVALID_ARGUMENT;
+  bp_status st = check_context(net->ctx);
+  if (st != BP_OK) return st;
+  if (!out) return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT, "bp_forward: out is NULL");
+  st = check_batch(net, X, NULL, n, "bp_forward");
+  if (st != BP_OK) return st;
+  return net->ctx->ops->forward(net, X, n, out);
+}
+
+bp_status bp_backward(bp_network *net, const float *X, const float *Y, int n, float *cost) {
+  if (!net) return BP_ERR_INVALID_ARGUMENT;
+  bp_status st = check_context(net->ctx);
+  if (st != BP_OK) return st;
+  if (!Y) return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT, "bp_backward: Y is NULL");
+  st = check_batch(net, X, Y, n, "bp_backward");
+  if (st != BP_OK) return st;
+  float c = 0.0f;
+  st = net->ctx->ops->backward(net, X, Y, n, &c);
+  if (st != BP_OK) return st;
+  net->has_grads = 1;
+  if (cost) *cost = c;
+  return BP_OK;
+}
+
+bp_status bp_sgd_step(bp_network *net, float learning_rate) {
+  if (!net) return BP_ERR_INVALID_ARGUMENT;
+  bp_status st = check_context(net->ctx);
+  if (st != BP_OK) return st;
+  if (!isfinite(learning_rate))
+    return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT, "bp_sgd_step: learning rate is not finite");
+  return net->ctx->ops->sgd_step(net, learning_rate);
+}
+
+bp_status bp_train_batch(bp_network *net, const float *X, const float *Y, int n,
+                         float learning_rate, float *cost) {
+  if (!net) return BP_ERR_INVALID_ARGUMENT;
+  bp_status st = check_context(net->ctx);
+  if (st != BP_OK) return st;
+  if (!isfinite(learning_rate))
+    return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT,
+                    "bp_train_batch: learning rate is not finite");
+  float c = 0.0f;
+  st = bp_backward(net, X, Y, n, &c);
+  if (st != BP_OK) return st;
+  if (cost) *cost = c;
+  if (!isfinite(c))
+    return bp_error(net->ctx, BP_ERR_NUMERIC,
+                    "bp_train_batch: the batch cost is not finite (%g); the update was skipped "
+                    "and the weights are unchanged",
+                    (double)c);
+  return net->ctx->ops->sgd_step(net, learning_rate);
+}
