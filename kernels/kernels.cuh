@@ -1,0 +1,127 @@
+/*
+ * kernels.cuh - host-callable launchers of the CUDA kernels, one family per
+ * .cu file. The backend (src/cuda/cuda_backend.cu), the kernel tests and the
+ * kernel benchmark call these; none of them sees a kernel directly.
+ *
+ * Plain C++ (no CUDA syntax), so g++ can compile a test that includes it.
+ *
+ * Conventions, for every launcher:
+ *   - All pointers are device pointers unless the comment says otherwise.
+ *   - A matrix "width x n" is stored column-major with leading dimension
+ *     width: element (j, k) at j + k*width; column k is example k.
+ *   - The work is queued on `stream` and the launcher returns at once with
+ *     cudaGetLastError() after its last launch (a launch-configuration error);
+ *     faults inside a kernel surface at the next synchronizing call.
+ *   - Bad arguments (negative sizes, NULL where a buffer is needed) return
+ *     cudaErrorInvalidValue without launching. An empty problem (count 0)
+ *     launches nothing and returns cudaSuccess.
+ *   - Reductions are deterministic: a fixed grid that depends only on the
+ *     problem size (never on the device), fixed summation order, no float
+ *     atomics. Same inputs give bit-identical outputs on every run.
+ */
+#ifndef BP_KERNELS_CUH
+#define BP_KERNELS_CUH
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Threads per block of the 1-D kernels, and the most blocks a grid-stride
+ * kernel launches (beyond that each thread takes more elements). */
+#define BP_BLOCK 256
+#define BP_MAX_BLOCKS 8192
+
+/* Blocks for `count` elements, one per thread, capped at BP_MAX_BLOCKS.
+ * count must be > 0. */
+static inline unsigned bp_grid_1d(size_t count) {
+  size_t blocks = (count + BP_BLOCK - 1) / BP_BLOCK;
+  return (unsigned)(blocks < BP_MAX_BLOCKS ? blocks : BP_MAX_BLOCKS);
+}
+
+/* ---- activation.cu ----------------------------------------------------- */
+
+/* After the forward GEMM: z (width x n) holds W*A. For every (j, k):
+ *   z(j,k) += b[j]  (in place),  a(j,k) = bp_sigmoid(z(j,k)).
+ * b has width entries. z and a must not overlap. */
+cudaError_t bp_launch_bias_sigmoid(float *z, float *a, const float *b, int width, int n,
+                                   cudaStream_t stream);
+
+/* ---- errors.cu ---------------------------------------------------------- */
+
+/* Output layer: delta[i] = bp_output_error(a[i], y[i], z[i]) for i < count.
+ * delta must not overlap a, y or z. */
+cudaError_t bp_launch_output_error(const float *a, const float *y, const float *z, float *delta,
+                                   size_t count, cudaStream_t stream);
+
+/* Hidden layer: delta[i] = bp_hidden_error(g[i], z[i]) for i < count, where
+ * g = W^T delta_next. delta == g (in place) is allowed; other overlaps not. */
+cudaError_t bp_launch_hidden_error(const float *g, const float *z, float *delta, size_t count,
+                                   cudaStream_t stream);
+
+/* ---- reduce.cu ---------------------------------------------------------- */
+
+/* Number of floats of scratch bp_launch_bias_grad needs for (width, n);
+ * nondecreasing in n, so scratch sized for the largest n serves every smaller
+ * one. 0 if width or n is < 1. */
+size_t bp_bias_grad_partials_count(int width, int n);
+
+/* Bias gradient: db[j] = (1/n) sum_k delta(j, k), delta width x n. Two
+ * stages: per-block partial sums of a fixed chunk of columns into `partials`
+ * (bp_bias_grad_partials_count(width, n) floats), then one thread per row
+ * adds its partials in chunk order (in double) and scales by 1/n. */
+cudaError_t bp_launch_bias_grad(const float *delta, int width, int n, float *partials, float *db,
+                                cudaStream_t stream);
+
+/* Number of doubles of scratch bp_launch_cost needs for (width, n);
+ * nondecreasing in n. 0 if width or n is < 1. */
+size_t bp_cost_partials_count(int width, int n);
+
+/* Batch cost: *cost = (1/n) sum_{j,k} bp_cost_term(a(j,k), y(j,k)) over the
+ * width x n block (sums in double; the mean is rounded to float once).
+ * partials: bp_cost_partials_count(width, n) doubles of scratch.
+ * Optional accumulation, done by the kernel (no host round trip), of the
+ * batch's total cost T (the double sum, = *cost * n before rounding):
+ *   - skipped == NULL: if cost_acc != NULL, *cost_acc += T whatever its
+ *     value (evaluation: a non-finite cost propagates).
+ *   - skipped != NULL (training): if *cost (the float) is finite,
+ *     *cost_acc += T (when cost_acc != NULL); otherwise *skipped += 1 and
+ *     cost_acc is left alone.
+ * cost, cost_acc and skipped are single device scalars. */
+cudaError_t bp_launch_cost(const float *a, const float *y, int width, int n, double *partials,
+                           float *cost, double *cost_acc, int *skipped, cudaStream_t stream);
+
+/* Accuracy: adds to *correct the number of columns k (examples) classified
+ * right, with the rule of bp_example_correct (internal.h): width 1: both
+ * a and y on the same side of 0.5 (x >= 0.5f); else argmax of column k of a
+ * == argmax of column k of y, the first index on ties. Integer atomics only. */
+cudaError_t bp_launch_accuracy(const float *a, const float *y, int width, int n,
+                               unsigned long long *correct, cudaStream_t stream);
+
+/* ---- sgd.cu ------------------------------------------------------------- */
+
+/* params[i] = bp_sgd_update(params[i], grads[i], lr) for i < count.
+ * batch_cost: NULL, or a device float; when it is not finite the kernel
+ * changes nothing (a skipped batch, decided on the device). */
+cudaError_t bp_launch_sgd(float *params, const float *grads, size_t count, float lr,
+                          const float *batch_cost, cudaStream_t stream);
+
+/* ---- gather.cu ---------------------------------------------------------- */
+
+/* Mini-batch gather for bp_train_epoch. X is n_in x n_total and Y is
+ * n_out x n_total (column-major = the row-major host arrays); perm holds
+ * n_total indices. For k < bn: column k of x (n_in x bn) = column
+ * perm[start + k] of X, and column k of y (n_out x bn) = column
+ * perm[start + k] of Y. Indices are trusted (a permutation made by the API). */
+cudaError_t bp_launch_gather(const float *X, const float *Y, int n_in, int n_out,
+                             const int32_t *perm, int start, int bn, float *x, float *y,
+                             cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BP_KERNELS_CUH */

@@ -1,0 +1,538 @@
+// Each CUDA kernel launcher of kernels/kernels.cuh against a host reference
+// built from the same formulas (elementwise.cuh, and bp_example_correct of
+// internal.h), on fresh random inputs, at sizes that are not multiples of the
+// block size (one element, 37 x 1000, about 1000 x 3000). Outputs are
+// poisoned with NaN before each launch, so an element the kernel fails to
+// write cannot pass. Reductions are also run twice and must be bit-identical.
+//
+// Tolerances, and why:
+//   - elementwise: 1e-6 relative. The device expf may differ from the host's
+//     by 2 ulp; where sigma'(z) = s (1 - s) cancels (s near 1) that becomes an
+//     absolute error of a few 1e-7, hence an absolute floor of 1e-6 on the
+//     error kernels. The SGD update may be fused into one FMA on the device:
+//     1e-6 of |p| + |lr g|.
+//   - reductions: 1e-5 relative to a double-precision host sum, relative to
+//     the sum of magnitudes where the terms have mixed signs (the bias
+//     gradient), since cancellation makes the result itself a poor scale.
+//   - the accuracy count and the gather: exact.
+//
+// Seeds are fresh per run (std::random_device) unless BP_TEST_SEED is set;
+// each failure prints the seed that reproduces it.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backprop.h"
+#include "elementwise.cuh"
+#include "internal.h"
+#include "kernels.cuh"
+
+namespace {
+
+// ---- Helpers ----------------------------------------------------------------
+
+uint64_t test_seed(uint64_t salt) {
+  static const uint64_t base = [] {
+    if (const char *s = std::getenv("BP_TEST_SEED")) return (uint64_t)std::strtoull(s, nullptr, 0);
+    std::random_device rd;
+    return ((uint64_t)rd() << 32) ^ rd();
+  }();
+  // Different per test (salt) and per case, the same for a given base.
+  return base ^ (salt * 0x9e3779b97f4a7c15ULL);
+}
+
+std::vector<float> random_floats(std::mt19937 &rng, size_t n, float lo, float hi) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float &x : v) {
+    do x = dist(rng);
+    while (x == 0.0f);  // never zeros: a kernel that writes 0 must not pass by luck
+  }
+  return v;
+}
+
+// Device buffer of T; poison() fills every byte with 0xFF, which is a NaN as
+// float and as double.
+template <class T>
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t count) : count_(count) {
+    cudaError_t err = cudaMalloc(&ptr_, std::max<size_t>(count, 1) * sizeof(T));
+    if (err != cudaSuccess) {
+      ptr_ = nullptr;
+      ADD_FAILURE() << "cudaMalloc of " << count << " elements: " << cudaGetErrorString(err);
+    }
+  }
+  ~DeviceBuffer() {
+    if (ptr_) cudaFree(ptr_);
+  }
+  DeviceBuffer(const DeviceBuffer &) = delete;
+  DeviceBuffer &operator=(const DeviceBuffer &) = delete;
+
+  T *get() const { return ptr_; }
+  bool ok() const { return ptr_ != nullptr; }
+  // Both wait for the device: a host-to-device cudaMemcpy may return before
+  // the data lands, and cudaMemset is asynchronous, while the kernels run on a
+  // non-blocking stream that does not wait for the legacy default stream.
+  void upload(const std::vector<T> &v) {
+    ASSERT_EQ(v.size(), count_);
+    ASSERT_EQ(cudaMemcpy(ptr_, v.data(), count_ * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  }
+  void poison() {
+    ASSERT_EQ(cudaMemset(ptr_, 0xFF, count_ * sizeof(T)), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  }
+  std::vector<T> download() const {
+    std::vector<T> v(count_);
+    EXPECT_EQ(cudaMemcpy(v.data(), ptr_, count_ * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+    return v;
+  }
+
+ private:
+  T *ptr_ = nullptr;
+  size_t count_;
+};
+
+// A non-blocking stream, like the backend's. Synchronous cudaMemcpy does not
+// wait for it, so every check first calls sync().
+class Stream {
+ public:
+  Stream() { EXPECT_EQ(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), cudaSuccess); }
+  ~Stream() { cudaStreamDestroy(s_); }
+  operator cudaStream_t() const { return s_; }
+  cudaError_t sync() const { return cudaStreamSynchronize(s_); }
+
+ private:
+  cudaStream_t s_ = nullptr;
+};
+
+// Compares got[i] with ref[i] for every i: |got - ref| <= tol(i). NaN (an
+// unwritten element) always fails. Reports the count and the first few.
+template <class T>
+void expect_close(const std::vector<T> &got, const std::vector<T> &ref,
+                  const std::function<double(size_t)> &tol, const char *what) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  size_t bad = 0;
+  std::string first;
+  for (size_t i = 0; i < got.size(); ++i) {
+    double diff = std::fabs((double)got[i] - (double)ref[i]);
+    if (!(diff <= tol(i))) {  // false for NaN too
+      if (bad < 5)
+        first += "\n  [" + std::to_string(i) + "] got " + std::to_string(got[i]) + ", want " +
+                 std::to_string(ref[i]) + " (tolerance " + std::to_string(tol(i)) + ")";
+      ++bad;
+    }
+  }
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << got.size() << " elements off" << first;
+}
+
+template <class T>
+bool bit_identical(const std::vector<T> &a, const std::vector<T> &b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+struct Shape {
+  int width, n;
+};
+// Not multiples of the block size; one element; a large one.
+const Shape kShapes[] = {{37, 1000}, {1, 1}, {1000, 3000}};
+
+#define CUDA_OK(expr)                                                          \
+  do {                                                                         \
+    cudaError_t err_ = (expr);                                                 \
+    ASSERT_EQ(err_, cudaSuccess) << #expr << ": " << cudaGetErrorString(err_); \
+  } while (0)
+
+// ---- activation.cu ------------------------------------------------------------
+
+TEST(CudaKernels, BiasSigmoid) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  for (const Shape &s : kShapes) {
+    const uint64_t seed = test_seed(101 + s.width);
+    SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
+    std::mt19937 rng((uint32_t)seed);
+    const size_t total = (size_t)s.width * s.n;
+    std::vector<float> Z = random_floats(rng, total, -6.0f, 6.0f);
+    std::vector<float> b = random_floats(rng, (size_t)s.width, -2.0f, 2.0f);
+    if (total > 2) {  // the saturated ends too: sigmoid must give 0 and 1, never NaN
+      Z[0] = -120.0f;
+      Z[1] = 120.0f;
+    }
+    std::vector<float> z_ref(total), a_ref(total);
+    for (int k = 0; k < s.n; ++k)
+      for (int j = 0; j < s.width; ++j) {
+        size_t i = (size_t)k * s.width + j;
+        z_ref[i] = Z[i] + b[j];
+        a_ref[i] = bp_sigmoid(z_ref[i]);
+      }
+    DeviceBuffer<float> dz(total), da(total), db(s.width);
+    ASSERT_TRUE(dz.ok() && da.ok() && db.ok());
+    dz.upload(Z);
+    db.upload(b);
+    da.poison();
+    CUDA_OK(bp_launch_bias_sigmoid(dz.get(), da.get(), db.get(), s.width, s.n, stream));
+    CUDA_OK(stream.sync());
+    // z + b is one float addition on both sides: exact.
+    expect_close(
+        dz.download(), z_ref, [](size_t) { return 0.0; }, "z");
+    expect_close(
+        da.download(), a_ref, [&](size_t i) { return 1e-6 * std::fabs(a_ref[i]) + 1e-30; }, "a");
+  }
+}
+
+// ---- errors.cu -----------------------------------------------------------------
+
+TEST(CudaKernels, OutputError) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  for (const Shape &s : kShapes) {
+    const uint64_t seed = test_seed(201 + s.width);
+    SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
+    std::mt19937 rng((uint32_t)seed);
+    const size_t total = (size_t)s.width * s.n;
+    std::vector<float> z = random_floats(rng, total, -6.0f, 6.0f);
+    std::vector<float> a(total), y = random_floats(rng, total, 0.0f, 1.0f);
+    for (size_t i = 0; i < total; ++i) a[i] = bp_sigmoid(z[i]);
+    std::vector<float> ref(total);
+    for (size_t i = 0; i < total; ++i) ref[i] = bp_output_error(a[i], y[i], z[i]);
+    DeviceBuffer<float> da(total), dy(total), dz(total), dd(total);
+    ASSERT_TRUE(da.ok() && dy.ok() && dz.ok() && dd.ok());
+    da.upload(a);
+    dy.upload(y);
+    dz.upload(z);
+    dd.poison();
+    CUDA_OK(bp_launch_output_error(da.get(), dy.get(), dz.get(), dd.get(), total, stream));
+    CUDA_OK(stream.sync());
+    expect_close(
+        dd.download(), ref, [&](size_t i) { return 1e-6 * std::fabs(ref[i]) + 1e-6; }, "delta");
+  }
+}
+
+TEST(CudaKernels, HiddenErrorInPlaceAndSeparate) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  for (const Shape &s : kShapes) {
+    const uint64_t seed = test_seed(301 + s.width);
+    SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
+    std::mt19937 rng((uint32_t)seed);
+    const size_t total = (size_t)s.width * s.n;
+    std::vector<float> g = random_floats(rng, total, -1.0f, 1.0f);
+    std::vector<float> z = random_floats(rng, total, -6.0f, 6.0f);
+    std::vector<float> ref(total);
+    for (size_t i = 0; i < total; ++i) ref[i] = bp_hidden_error(g[i], z[i]);
+    auto tol = [&](size_t i) { return 1e-6 * std::fabs(ref[i]) + 1e-6; };
+
+    DeviceBuffer<float> dg(total), dz(total), dd(total);
+    ASSERT_TRUE(dg.ok() && dz.ok() && dd.ok());
+    dg.upload(g);
+    dz.upload(z);
+    dd.poison();
+    CUDA_OK(bp_launch_hidden_error(dg.get(), dz.get(), dd.get(), total, stream));
+    CUDA_OK(stream.sync());
+    expect_close(dd.download(), ref, tol, "separate output");
+    expect_close(
+        dg.download(), g, [](size_t) { return 0.0; }, "g left alone");
+
+    // In place, as the backend calls it.
+    CUDA_OK(bp_launch_hidden_error(dg.get(), dz.get(), dg.get(), total, stream));
+    CUDA_OK(stream.sync());
+    expect_close(dg.download(), ref, tol, "in place");
+  }
+}
+
+// ---- sgd.cu --------------------------------------------------------------------
+
+TEST(CudaKernels, SgdUpdateAndDeviceSideSkip) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  const size_t counts[] = {1, 37000, 3000000 + 17};
+  for (size_t count : counts) {
+    const uint64_t seed = test_seed(401 + count);
+    SCOPED_TRACE(testing::Message() << "count " << count << ", seed " << seed);
+    std::mt19937 rng((uint32_t)seed);
+    std::vector<float> p = random_floats(rng, count, -2.0f, 2.0f);
+    std::vector<float> g = random_floats(rng, count, -1.0f, 1.0f);
+    const float lr = 0.37f;
+    std::vector<float> ref(count);
+    for (size_t i = 0; i < count; ++i) ref[i] = bp_sgd_update(p[i], g[i], lr);
+    auto tol = [&](size_t i) { return 1e-6 * (std::fabs(ref[i]) + std::fabs(lr * g[i])); };
+
+    DeviceBuffer<float> dp(count), dg(count), dcost(1);
+    ASSERT_TRUE(dp.ok() && dg.ok() && dcost.ok());
+    dg.upload(g);
+
+    // No gate.
+    dp.upload(p);
+    CUDA_OK(bp_launch_sgd(dp.get(), dg.get(), count, lr, nullptr, stream));
+    CUDA_OK(stream.sync());
+    expect_close(dp.download(), ref, tol, "ungated");
+
+    // Gate with a finite cost: applied.
+    dp.upload(p);
+    dcost.upload({0.25f});
+    CUDA_OK(bp_launch_sgd(dp.get(), dg.get(), count, lr, dcost.get(), stream));
+    CUDA_OK(stream.sync());
+    expect_close(dp.download(), ref, tol, "finite cost");
+
+    // Gate with NaN or Inf: nothing changes, bit for bit.
+    const float bad[] = {std::numeric_limits<float>::quiet_NaN(),
+                         std::numeric_limits<float>::infinity(),
+                         -std::numeric_limits<float>::infinity()};
+    for (float c : bad) {
+      dp.upload(p);
+      dcost.upload({c});
+      CUDA_OK(bp_launch_sgd(dp.get(), dg.get(), count, lr, dcost.get(), stream));
+      CUDA_OK(stream.sync());
+      EXPECT_TRUE(bit_identical(dp.download(), p)) << "cost " << c << " must skip the update";
+    }
+  }
+}
+
+// ---- gather.cu -------------------------------------------------------------------
+
+TEST(CudaKernels, GatherColumnsByPermutation) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  struct Case {
+    int n_in, n_out, n_total, start, bn;
+  };
+  const Case cases[] = {
+      {37, 10, 1000, 123, 500}, {1, 1, 1, 0, 1}, {1000, 3, 3000, 0, 3000}, {5, 2, 777, 700, 77}};
+  for (const Case &c : cases) {
+    const uint64_t seed = test_seed(501 + c.n_in + c.start);
+    SCOPED_TRACE(testing::Message()
+                 << "n_in " << c.n_in << ", n_out " << c.n_out << ", n_total " << c.n_total
+                 << ", start " << c.start << ", bn " << c.bn << ", seed " << seed);
+    std::mt19937 rng((uint32_t)seed);
+    std::vector<float> X = random_floats(rng, (size_t)c.n_in * c.n_total, -1.0f, 1.0f);
+    std::vector<float> Y = random_floats(rng, (size_t)c.n_out * c.n_total, 0.0f, 1.0f);
+    std::vector<int32_t> perm((size_t)c.n_total);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    std::vector<float> x_ref((size_t)c.n_in * c.bn), y_ref((size_t)c.n_out * c.bn);
+    for (int k = 0; k < c.bn; ++k) {
+      size_t src = (size_t)perm[(size_t)c.start + k];
+      for (int j = 0; j < c.n_in; ++j) x_ref[(size_t)k * c.n_in + j] = X[src * c.n_in + j];
+      for (int j = 0; j < c.n_out; ++j) y_ref[(size_t)k * c.n_out + j] = Y[src * c.n_out + j];
+    }
+    DeviceBuffer<float> dX(X.size()), dY(Y.size()), dx(x_ref.size()), dy(y_ref.size());
+    DeviceBuffer<int32_t> dperm(perm.size());
+    ASSERT_TRUE(dX.ok() && dY.ok() && dx.ok() && dy.ok() && dperm.ok());
+    dX.upload(X);
+    dY.upload(Y);
+    dperm.upload(perm);
+    dx.poison();
+    dy.poison();
+    CUDA_OK(bp_launch_gather(dX.get(), dY.get(), c.n_in, c.n_out, dperm.get(), c.start, c.bn,
+                             dx.get(), dy.get(), stream));
+    CUDA_OK(stream.sync());
+    EXPECT_TRUE(bit_identical(dx.download(), x_ref)) << "inputs";
+    EXPECT_TRUE(bit_identical(dy.download(), y_ref)) << "targets";
+  }
+}
+
+// ---- reduce.cu: bias gradient ---------------------------------------------------------
+
+TEST(CudaKernels, BiasGradientMatchesDoubleSumAndIsDeterministic) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  // Beyond kShapes: many column chunks (n >> 128), and n past the point where
+  // the chunk width must grow to keep the grid's y dimension <= 65535.
+  const Shape shapes[] = {{37, 1000}, {1, 1}, {1000, 3000}, {3, 100003}, {1, 9000001}};
+  for (const Shape &s : shapes) {
+    const uint64_t seed = test_seed(601 + s.width + s.n);
+    SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
+    std::mt19937 rng((uint32_t)seed);
+    const size_t total = (size_t)s.width * s.n;
+    std::vector<float> delta = random_floats(rng, total, -1.0f, 1.0f);
+    std::vector<float> ref(s.width);
+    std::vector<double> magnitude(s.width);
+    for (int j = 0; j < s.width; ++j) {
+      double sum = 0, abs_sum = 0;
+      for (int k = 0; k < s.n; ++k) {
+        double d = delta[(size_t)k * s.width + j];
+        sum += d;
+        abs_sum += std::fabs(d);
+      }
+      ref[j] = (float)(sum / s.n);
+      magnitude[j] = abs_sum / s.n;
+    }
+    const size_t n_partials = bp_bias_grad_partials_count(s.width, s.n);
+    ASSERT_GT(n_partials, 0u);
+    DeviceBuffer<float> dd(total), dpart(n_partials), ddb(s.width);
+    ASSERT_TRUE(dd.ok() && dpart.ok() && ddb.ok());
+    dd.upload(delta);
+
+    std::vector<float> runs[2];
+    for (auto &run : runs) {
+      dpart.poison();
+      ddb.poison();
+      CUDA_OK(bp_launch_bias_grad(dd.get(), s.width, s.n, dpart.get(), ddb.get(), stream));
+      CUDA_OK(stream.sync());
+      run = ddb.download();
+    }
+    expect_close(
+        runs[0], ref, [&](size_t j) { return 1e-5 * magnitude[j] + 1e-6 * std::fabs(ref[j]); },
+        "db");
+    EXPECT_TRUE(bit_identical(runs[0], runs[1])) << "two runs differ";
+  }
+  // Scratch sized for a larger n serves every smaller one.
+  for (int n = 1; n < 20000000; n = n * 3 + 1)
+    EXPECT_LE(bp_bias_grad_partials_count(7, n), bp_bias_grad_partials_count(7, n * 3 + 1));
+}
+
+// ---- reduce.cu: cost -----------------------------------------------------------------
+
+TEST(CudaKernels, CostMatchesDoubleSumAndIsDeterministic) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  const Shape shapes[] = {{37, 1000}, {1, 1}, {1000, 3000}, {10, 60001}};
+  for (const Shape &s : shapes) {
+    const uint64_t seed = test_seed(701 + s.width + s.n);
+    SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
+    std::mt19937 rng((uint32_t)seed);
+    const size_t total = (size_t)s.width * s.n;
+    std::vector<float> a = random_floats(rng, total, 0.0f, 1.0f);
+    std::vector<float> y = random_floats(rng, total, 0.0f, 1.0f);
+    double sum = 0;
+    for (size_t i = 0; i < total; ++i) sum += bp_cost_term(a[i], y[i]);
+    const double ref = sum / s.n;
+
+    const size_t n_partials = bp_cost_partials_count(s.width, s.n);
+    ASSERT_GT(n_partials, 0u);
+    DeviceBuffer<float> da(total), dy(total), dcost(1);
+    DeviceBuffer<double> dpart(n_partials), dacc(1);
+    DeviceBuffer<int> dskip(1);
+    ASSERT_TRUE(da.ok() && dy.ok() && dcost.ok() && dpart.ok() && dacc.ok() && dskip.ok());
+    da.upload(a);
+    dy.upload(y);
+
+    // Plain: the mean only, twice, bit-identical.
+    float runs[2];
+    for (float &run : runs) {
+      dpart.poison();
+      dcost.poison();
+      CUDA_OK(bp_launch_cost(da.get(), dy.get(), s.width, s.n, dpart.get(), dcost.get(), nullptr,
+                             nullptr, stream));
+      CUDA_OK(stream.sync());
+      run = dcost.download()[0];
+    }
+    EXPECT_LE(std::fabs(runs[0] - ref), 1e-5 * ref) << "cost " << runs[0] << " vs " << ref;
+    EXPECT_EQ(std::memcmp(&runs[0], &runs[1], sizeof(float)), 0) << "two runs differ";
+
+    // Training accumulation: finite, so the total is added and nothing skipped.
+    dacc.upload({1.5});
+    dskip.upload({7});
+    CUDA_OK(bp_launch_cost(da.get(), dy.get(), s.width, s.n, dpart.get(), dcost.get(), dacc.get(),
+                           dskip.get(), stream));
+    CUDA_OK(stream.sync());
+    EXPECT_LE(std::fabs(dacc.download()[0] - 1.5 - sum), 1e-5 * sum) << "accumulated total";
+    EXPECT_EQ(dskip.download()[0], 7);
+
+    // Evaluation accumulation (no skip counter): added as well.
+    dacc.upload({0.0});
+    CUDA_OK(bp_launch_cost(da.get(), dy.get(), s.width, s.n, dpart.get(), dcost.get(), dacc.get(),
+                           nullptr, stream));
+    CUDA_OK(stream.sync());
+    EXPECT_LE(std::fabs(dacc.download()[0] - sum), 1e-5 * sum) << "evaluation total";
+
+    // A NaN in the batch: training counts a skip and leaves the sum alone...
+    std::vector<float> a_bad = a;
+    a_bad[total / 2] = std::numeric_limits<float>::quiet_NaN();
+    da.upload(a_bad);
+    dacc.upload({1.5});
+    dskip.upload({7});
+    CUDA_OK(bp_launch_cost(da.get(), dy.get(), s.width, s.n, dpart.get(), dcost.get(), dacc.get(),
+                           dskip.get(), stream));
+    CUDA_OK(stream.sync());
+    EXPECT_TRUE(std::isnan(dcost.download()[0]));
+    EXPECT_EQ(dacc.download()[0], 1.5) << "a skipped batch must not be summed";
+    EXPECT_EQ(dskip.download()[0], 8);
+    // ...while evaluation propagates it.
+    dacc.upload({1.5});
+    CUDA_OK(bp_launch_cost(da.get(), dy.get(), s.width, s.n, dpart.get(), dcost.get(), dacc.get(),
+                           nullptr, stream));
+    CUDA_OK(stream.sync());
+    EXPECT_TRUE(std::isnan(dacc.download()[0]));
+  }
+  for (int n = 1; n < 20000000; n = n * 3 + 1)
+    EXPECT_LE(bp_cost_partials_count(7, n), bp_cost_partials_count(7, n * 3 + 1));
+}
+
+// ---- reduce.cu: accuracy ----------------------------------------------------------------
+
+TEST(CudaKernels, AccuracyCountMatchesExampleRule) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  const Shape shapes[] = {{37, 1000}, {1, 1}, {1, 1001}, {10, 300007}, {1000, 3000}};
+  for (const Shape &s : shapes) {
+    const uint64_t seed = test_seed(801 + s.width + s.n);
+    SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
+    std::mt19937 rng((uint32_t)seed);
+    const size_t total = (size_t)s.width * s.n;
+    // Values on a coarse grid (multiples of 1/8), so ties are common and the
+    // first-index rule is exercised; 0.5 itself appears for width 1.
+    std::vector<float> a(total), y(total);
+    std::uniform_int_distribution<int> eighth(1, 8);
+    for (size_t i = 0; i < total; ++i) {
+      a[i] = (float)eighth(rng) / 8.0f;
+      y[i] = (float)eighth(rng) / 8.0f;
+    }
+    uint64_t ref = 0;
+    for (int k = 0; k < s.n; ++k)
+      ref += bp_example_correct(&a[(size_t)k * s.width], &y[(size_t)k * s.width], s.width, 1);
+    if (s.n > 10) {
+      ASSERT_GT(ref, 0u) << "test data too weak";
+      ASSERT_LT(ref, (uint64_t)s.n) << "test data too weak";
+    }
+
+    DeviceBuffer<float> da(total), dy(total);
+    DeviceBuffer<unsigned long long> dcount(1);
+    ASSERT_TRUE(da.ok() && dy.ok() && dcount.ok());
+    da.upload(a);
+    dy.upload(y);
+    dcount.upload({5ULL});  // the kernel adds to the counter
+    CUDA_OK(bp_launch_accuracy(da.get(), dy.get(), s.width, s.n, dcount.get(), stream));
+    CUDA_OK(stream.sync());
+    EXPECT_EQ(dcount.download()[0], 5ULL + ref);
+  }
+}
+
+// ---- Arguments --------------------------------------------------------------------------
+
+TEST(CudaKernels, BadArgumentsLaunchNothing) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  DeviceBuffer<float> buf(16);
+  DeviceBuffer<double> part(16);
+  ASSERT_TRUE(buf.ok() && part.ok());
+  float *p = buf.get();
+  EXPECT_EQ(bp_launch_bias_sigmoid(p, p + 8, p, -1, 4, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_bias_grad(p, 0, 4, p, p, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_cost(p, p, 1, 0, part.get(), p, nullptr, nullptr, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_sgd(nullptr, p, 4, 0.1f, nullptr, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_gather(p, p, 1, 1, nullptr, 0, 1, p, p, nullptr), cudaErrorInvalidValue);
+  // Empty problems are no-ops.
+  EXPECT_EQ(bp_launch_output_error(p, p, p, p + 8, 0, nullptr), cudaSuccess);
+  EXPECT_EQ(bp_launch_hidden_error(p, p, p, 0, nullptr), cudaSuccess);
+  EXPECT_EQ(bp_launch_accuracy(p, p, 1, 0, nullptr, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(bp_bias_grad_partials_count(0, 5), 0u);
+  EXPECT_EQ(bp_cost_partials_count(5, 0), 0u);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
+}  // namespace
