@@ -302,6 +302,11 @@ bp_status bp_data_parse_fann(bp_context *ctx, const char *text, size_t len, cons
  * allocation on ctx (1 = the next) fails as if memory were exhausted; 0
  * disarms. */
 bp_status bp_debug_fail_allocation(bp_context *ctx, long nth);
+/* Makes the device fault for real (an illegal address in a kernel), as a bug
+ * would: the call returns BP_ERR_DEVICE and ctx is poisoned, as is every
+ * CUDA context of the process. Only for tests that run in their own process.
+ * BP_ERR_UNSUPPORTED on the CPU backend. */
+bp_status bp_debug_inject_device_fault(bp_context *ctx);
 
 #ifdef __cplusplus
 }

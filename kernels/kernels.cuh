@@ -121,6 +121,9 @@ cudaError_t bp_launch_gather(const float *X, const float *Y, int n_in, int n_out
                              const int32_t *perm, int start, int bn, float *x, float *y,
                              cudaStream_t stream);
 
+/* Tests only: faults on purpose (illegal address). See debug_fault.cu. */
+cudaError_t bp_launch_debug_fault(cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

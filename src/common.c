@@ -65,6 +65,15 @@ bp_status bp_debug_fail_allocation(bp_context *ctx, long nth) {
   return BP_OK;
 }
 
+bp_status bp_debug_inject_device_fault(bp_context *ctx) {
+  if (!ctx) return BP_ERR_INVALID_ARGUMENT;
+#ifdef BP_WITH_CUDA
+  if (ctx->backend == BP_BACKEND_CUDA) return bp_cuda_debug_fault(ctx);
+#endif
+  return bp_error(ctx, BP_ERR_UNSUPPORTED,
+                  "bp_debug_inject_device_fault: only the CUDA backend has a device to fault");
+}
+
 /* ---- RNG: SplitMix64 seeds xoshiro256** (Blackman & Vigna). ---- */
 static uint64_t splitmix64(uint64_t *x) {
   uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);

@@ -138,6 +138,7 @@ extern const bp_backend_ops bp_cuda_ops;
 /* Creates the CUDA state of ctx on ctx->device (stream, cuBLAS handle). */
 bp_status bp_cuda_context_init(bp_context *ctx);
 int bp_cuda_count_devices(void);
+bp_status bp_cuda_debug_fault(bp_context *ctx);
 #endif
 
 /* Evaluate's accuracy rule for one example, shared by both backends'

@@ -672,3 +672,13 @@ extern "C" const bp_backend_ops bp_cuda_ops = {
     cuda_train_epoch,     /* train_epoch */
     cuda_evaluate,        /* evaluate */
 };
+
+/* Test hook behind bp_debug_inject_device_fault: a real sticky fault, caught
+ * and classified by the same checks as any other. */
+extern "C" bp_status bp_cuda_debug_fault(bp_context *ctx) {
+  BP_CUDA_CHECK(ctx, cudaSetDevice(ctx->device));
+  cudaStream_t stream = ctx_state(ctx)->stream;
+  BP_LAUNCH_CHECK(ctx, bp_launch_debug_fault(stream));
+  BP_CUDA_CHECK(ctx, cudaStreamSynchronize(stream));
+  return bp_error(ctx, BP_ERR_DEVICE, "bp_debug_inject_device_fault: the fault did not happen");
+}
