@@ -31,7 +31,8 @@ bp_status bp_context_create(bp_backend backend, int device, bp_context **out) {
   if (!ctx) return BP_ERR_OUT_OF_MEMORY;
   ctx->device = device;
 
-  int devices = bp_cuda_device_count();
+  /* The CPU backend never touches CUDA, not even to count devices. */
+  int devices = backend == BP_BACKEND_CPU ? 0 : bp_cuda_device_count();
   if (backend == BP_BACKEND_AUTO) backend = devices > device ? BP_BACKEND_CUDA : BP_BACKEND_CPU;
   ctx->backend = backend;
 
