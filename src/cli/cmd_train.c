@@ -1,0 +1,484 @@
+/* cmd_train.c - `backprop train`: read data, train epoch by epoch, report. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "cli.h"
+#include "commands.h"
+#include "csv_log.h"
+#include "data.h"
+#include "interrupt.h"
+#include "json_out.h"
+#include "layers.h"
+#include "progress.h"
+#include "run.h"
+#include "save.h"
+#include "svg_plot.h"
+
+#define CMD "train"
+
+/* Defaults: measured on Fashion-MNIST, 784,100,10 (see --help). */
+#define DEFAULT_EPOCHS 50
+#define DEFAULT_BATCH 32
+#define DEFAULT_LR 0.5f
+#define DEFAULT_SEED 1u
+#define DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
+#define DATA_DIR_ENV "BACKPROP_FASHION_MNIST"
+
+enum {
+  OPT_HELP, OPT_DATA, OPT_TEST, OPT_LAYERS, OPT_HIDDEN, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_SEED,
+  OPT_BACKEND, OPT_DEVICE, OPT_SAVE, OPT_LOG, OPT_PLOT, OPT_JSON, OPT_QUIET, OPT_LABEL_COLUMN,
+  OPT_TARGETS, OPT_CLASSES, OPT_FORMAT
+};
+
+static const cli_option options[] = {
+    {"help", 'h', 0, OPT_HELP},       {"data", 0, 1, OPT_DATA},
+    {"test", 0, 1, OPT_TEST},         {"layers", 0, 1, OPT_LAYERS},
+    {"hidden", 0, 1, OPT_HIDDEN},     {"epochs", 0, 1, OPT_EPOCHS},
+    {"batch", 0, 1, OPT_BATCH},       {"lr", 0, 1, OPT_LR},
+    {"seed", 0, 1, OPT_SEED},         {"backend", 0, 1, OPT_BACKEND},
+    {"device", 0, 1, OPT_DEVICE},     {"save", 0, 1, OPT_SAVE},
+    {"log", 0, 1, OPT_LOG},           {"plot", 0, 1, OPT_PLOT},
+    {"json", 0, 0, OPT_JSON},         {"quiet", 'q', 0, OPT_QUIET},
+    {"label-column", 0, 1, OPT_LABEL_COLUMN}, {"targets", 0, 1, OPT_TARGETS},
+    {"classes", 0, 1, OPT_CLASSES},   {"format", 0, 1, OPT_FORMAT},
+    {NULL, 0, 0, 0}};
+
+static void help(FILE *f) {
+  fprintf(f,
+"Usage: backprop train [options]\n"
+"\n"
+"Trains a fully-connected sigmoid network (quadratic cost, plain mini-batch SGD)\n"
+"and reports the cost and accuracy after each epoch. Without --data it trains\n"
+"on Fashion-MNIST from " DEFAULT_DATA_DIR "\n"
+"(sudo apt-get install dataset-fashion-mnist) on the best backend available.\n"
+"\n"
+"Data:\n"
+"  --data PATH          training data: an IDX directory (its t10k files become the\n"
+"                       test set), an IDX images file, a CSV file or a FANN file\n"
+"  --test PATH          test data, evaluated after every epoch (same formats; a\n"
+"                       directory gives its t10k files)\n"
+"  --format F           idx|csv|fann (default: a directory or a name with \"-ubyte\"\n"
+"                       or \"idx3\" is idx, *.csv is csv, anything else fann)\n"
+"  --label-column N     CSV: column of the integer class label (default -1: last)\n"
+"  --targets K          CSV: the last K columns are real-valued targets instead\n"
+"  --classes K          CSV: number of classes (default: largest label + 1)\n"
+"\n"
+"Network and training:\n"
+"  --layers LIST        all widths, e.g. 784,100,10, or only the hidden ones, e.g. 100\n"
+"                       (read as hidden widths unless the list starts with the\n"
+"                       data's input width and ends with its output width)\n"
+"  --hidden LIST        hidden widths only (default %d)\n"
+"  --epochs N           epochs (default %d)\n"
+"  --batch N            mini-batch size (default %d)\n"
+"  --lr X               learning rate (default %g)\n"
+"  --seed N             initialization seed; epoch e shuffles with seed + e\n"
+"                       (default %u). Same seed, same result on the CPU backend.\n"
+"  --backend B          auto|cpu|cuda (default auto: CUDA when a device is usable)\n"
+"  --device N           CUDA device (default 0)\n"
+"\n"
+"Output:\n"
+"  --save FILE          save the model (safetensors, with the training metadata)\n"
+"  --log FILE.csv       one row per epoch: epoch,train_cost,test_cost,test_accuracy,\n"
+"                       seconds (seconds: that epoch's wall time)\n"
+"  --plot FILE.svg      the training curves (cost and accuracy per epoch), one\n"
+"                       self-contained SVG\n"
+"  --json               print one JSON object on stdout at the end (test_accuracy,\n"
+"                       test_cost, train_cost, epochs, seconds, backend, ...)\n"
+"  -q, --quiet          no progress and no summary (errors and --json still print)\n"
+"  -h, --help           this help\n"
+"\n"
+"Progress goes to stderr: one line per epoch and, on a terminal, a bar across\n"
+"the epochs with examples/s and the time left (the library trains an epoch in\n"
+"one call, so the bar moves at epoch boundaries).\n"
+"\n"
+"Ctrl-C stops training after the current epoch; with --save the model reached\n"
+"so far is saved; the exit status is then 130. A second Ctrl-C quits at once.\n"
+"If the cost stops being finite, training stops, --save keeps the model of the\n"
+"last good epoch, and the exit status is 1.\n"
+"\n"
+"Exit status: 0 done, 1 failure (files, training), 2 usage error, 130 interrupted.\n"
+"Environment: " DATA_DIR_ENV " overrides the default data directory.\n",
+          CLI_DEFAULT_HIDDEN, DEFAULT_EPOCHS, DEFAULT_BATCH, (double)DEFAULT_LR, DEFAULT_SEED);
+}
+
+typedef struct train_opts {
+  const char *data, *test, *save, *log, *plot;
+  int *layers;
+  int n_layers;
+  int hidden_only;
+  int epochs, batch, device, json, quiet;
+  float lr;
+  uint64_t seed;
+  bp_backend backend;
+  cli_data_options data_opt;
+  int label_column_given;
+} train_opts;
+
+/* Returns -1 to go on, or the exit code (0 after --help). */
+static int parse(int argc, char **argv, train_opts *o) {
+  static const char *const backends[] = {"auto", "cpu", "cuda", NULL};
+  memset(o, 0, sizeof *o);
+  o->epochs = DEFAULT_EPOCHS;
+  o->batch = DEFAULT_BATCH;
+  o->lr = DEFAULT_LR;
+  o->seed = DEFAULT_SEED;
+  o->backend = BP_BACKEND_AUTO;
+  cli_data_options_init(&o->data_opt);
+  cli_args a;
+  cli_args_init(&a, CMD, argc, argv);
+  int layers_given = 0, hidden_given = 0;
+  const char *v;
+  int id, choice;
+  while ((id = cli_next_option(&a, options, &v)) != CLI_ARGS_END) {
+    int bad = 0;
+    switch (id) {
+      case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
+      case CLI_ARGS_POSITIONAL: return cli_usage_error(CMD, "unexpected argument '%s'", v);
+      case OPT_HELP: help(stdout); return fflush(stdout) == 0 ? 0 : CLI_EXIT_FAILURE;
+      case OPT_DATA: o->data = v; break;
+      case OPT_TEST: o->test = v; break;
+      case OPT_LAYERS:
+      case OPT_HIDDEN:
+        if (id == OPT_LAYERS) layers_given = 1; else hidden_given = 1;
+        free(o->layers);
+        o->hidden_only = id == OPT_HIDDEN;
+        bad = cli_parse_int_list(&a, v, 1, 1 << 24, CLI_MAX_LAYERS, &o->layers, &o->n_layers);
+        break;
+      case OPT_EPOCHS: bad = cli_parse_int(&a, v, 1, 100000000, &o->epochs); break;
+      case OPT_BATCH: bad = cli_parse_int(&a, v, 1, 1 << 28, &o->batch); break;
+      case OPT_LR: bad = cli_parse_float(&a, v, 0, 3.0e38, 1, &o->lr); break;
+      case OPT_SEED: bad = cli_parse_u64(&a, v, &o->seed); break;
+      case OPT_BACKEND:
+        bad = cli_parse_choice(&a, v, backends, &choice);
+        o->backend = choice == 1 ? BP_BACKEND_CPU : choice == 2 ? BP_BACKEND_CUDA : BP_BACKEND_AUTO;
+        break;
+      case OPT_DEVICE: bad = cli_parse_int(&a, v, 0, 1024, &o->device); break;
+      case OPT_SAVE: o->save = v; break;
+      case OPT_LOG: o->log = v; break;
+      case OPT_PLOT: o->plot = v; break;
+      case OPT_JSON: o->json = 1; break;
+      case OPT_QUIET: o->quiet = 1; break;
+      case OPT_LABEL_COLUMN:
+        o->label_column_given = 1;
+        bad = cli_parse_int(&a, v, -1000000, 1000000, &o->data_opt.label_column);
+        break;
+      case OPT_TARGETS: bad = cli_parse_int(&a, v, 1, 1 << 24, &o->data_opt.n_targets); break;
+      case OPT_CLASSES: bad = cli_parse_int(&a, v, 1, 1 << 24, &o->data_opt.n_classes); break;
+      case OPT_FORMAT:
+        bad = cli_parse_choice(&a, v, cli_format_names, &choice);
+        o->data_opt.format = (cli_format)choice;
+        break;
+      default: break;
+    }
+    if (bad) return CLI_EXIT_USAGE;
+  }
+  if (layers_given && hidden_given)
+    return cli_usage_error(CMD, "give --layers or --hidden, not both");
+  if (o->test && !o->data) return cli_usage_error(CMD, "--test needs --data");
+  if (o->data_opt.n_targets > 0 && (o->label_column_given || o->data_opt.n_classes))
+    return cli_usage_error(CMD, "--targets excludes --label-column and --classes");
+  return -1;
+}
+
+/* Everything the run owns, released by cleanup(). */
+typedef struct train_state {
+  bp_context *ctx;
+  bp_network *net;
+  bp_dataset *train, *test;
+  int *sizes;
+  float *snapshot; /* the parameters after the last good epoch (with --save) */
+  cli_epoch *history; /* one per finished epoch; grows */
+  int history_cap;
+  cli_csv_log log;
+} train_state;
+
+static void cleanup(train_state *s) {
+  bp_dataset_destroy(s->train);
+  bp_dataset_destroy(s->test);
+  bp_network_destroy(s->net);
+  bp_context_destroy(s->ctx);
+  free(s->sizes);
+  free(s->snapshot);
+  free(s->history);
+}
+
+/* Copies every layer's parameters to (to_host) or from the snapshot. */
+static bp_status snapshot(bp_network *net, float *buf, int to_host) {
+  size_t off = 0;
+  for (int i = 0; i < bp_network_n_layers(net); ++i) {
+    size_t w = (size_t)bp_network_size(net, i + 1) * (size_t)bp_network_size(net, i);
+    size_t b = (size_t)bp_network_size(net, i + 1);
+    bp_status st = to_host ? bp_network_get_layer(net, i, buf + off, buf + off + w)
+                           : bp_network_set_layer(net, i, buf + off, buf + off + w);
+    if (st != BP_OK) return st;
+    off += w + b;
+  }
+  return BP_OK;
+}
+
+/* Reads the training and test sets into backend data sets; fills the run's
+ * data fields. Host copies are released as soon as the backend has them. */
+static int load_data(const train_opts *o, train_state *s, cli_run *run, const char *data_path) {
+  bp_data *train = NULL, *test = NULL;
+  int code = cli_data_read_train(CMD, s->ctx, data_path, &o->data_opt, &train, o->test ? NULL : &test);
+  if (code) return code;
+  if (test) run->test_path = data_path; /* an IDX directory's t10k files */
+  if (o->test) {
+    code = cli_data_read_eval(CMD, s->ctx, o->test, &o->data_opt, train->n_out, &test);
+    if (code) {
+      bp_data_free(train);
+      return code;
+    }
+    run->test_path = o->test;
+    if (test->n_in != train->n_in || test->n_out != train->n_out) {
+      code = cli_fail(CMD, "%s has %d inputs and %d outputs per example but %s has %d and %d",
+                      o->test, test->n_in, test->n_out, data_path, train->n_in, train->n_out);
+      bp_data_free(train);
+      bp_data_free(test);
+      return code;
+    }
+  }
+  run->n_train = train->n;
+  run->n_test = test ? test->n : 0;
+  code = cli_resolve_sizes(CMD, o->layers, o->n_layers, o->hidden_only, train->n_in, train->n_out,
+                           &s->sizes, &run->n_sizes);
+  if (!code && bp_dataset_create(s->ctx, train->n, train->n_in, train->n_out, train->X, train->Y,
+                                 &s->train) != BP_OK)
+    code = cli_fail(CMD, "%s: %s", data_path, bp_context_last_error(s->ctx));
+  if (!code && test &&
+      bp_dataset_create(s->ctx, test->n, test->n_in, test->n_out, test->X, test->Y, &s->test) !=
+          BP_OK)
+    code = cli_fail(CMD, "%s: %s", run->test_path, bp_context_last_error(s->ctx));
+  bp_data_free(train);
+  bp_data_free(test);
+  run->sizes = s->sizes;
+  return code;
+}
+
+/* Fails early (before any training) when path's directory does not exist or
+ * cannot be written: --save and --plot write only at the end. */
+static int check_writable_dir(const char *option, const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  if (!slash) {
+    snprintf(dir, sizeof dir, ".");
+  } else {
+    size_t n = (size_t)(slash - path);
+    if (n == 0) n = 1; /* "/file" */
+    if (n >= sizeof dir) return 0; /* let the write itself report it */
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+  }
+  if (!cli_is_directory(dir))
+    return cli_fail(CMD, "%s %s: the directory %s does not exist", option, path, dir);
+  if (access(dir, W_OK) != 0)
+    return cli_fail(CMD, "%s %s: the directory %s is not writable", option, path, dir);
+  return 0;
+}
+
+/* Where the default data set lives, or NULL after the one-line hint. */
+static const char *default_data(void) {
+  const char *dir = getenv(DATA_DIR_ENV);
+  if (!dir || !*dir) dir = DEFAULT_DATA_DIR;
+  if (!cli_is_directory(dir)) {
+    cli_fail(CMD, "Fashion-MNIST not found in %s; get it with: sudo apt-get install "
+                  "dataset-fashion-mnist (or pass --data PATH)", dir);
+    return NULL;
+  }
+  return dir;
+}
+
+/* The epochs. Returns 0, or CLI_EXIT_FAILURE when training failed (a
+ * message printed); sets run->interrupted / run->numeric_failure. */
+static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_progress *prog) {
+  double start = cli_now();
+  cli_progress_start(prog);
+  int code = 0;
+  for (int e = 1; e <= o->epochs; ++e) {
+    if (cli_interrupted()) {
+      run->interrupted = 1;
+      break;
+    }
+    double t0 = cli_now();
+    float cost = NAN;
+    bp_status st = bp_train_epoch(s->net, s->train, o->batch, o->lr, o->seed + (uint64_t)e, &cost);
+    double t1 = cli_now();
+    if (st == BP_ERR_NUMERIC) {
+      cli_progress_finish(prog);
+      fprintf(stderr, "backprop " CMD ": epoch %d: %s\n", e, bp_context_last_error(s->ctx));
+      fprintf(stderr, "backprop " CMD ": stopped; keeping the model of epoch %d\n", e - 1);
+      run->numeric_failure = 1;
+      if (s->snapshot && snapshot(s->net, s->snapshot, 0) != BP_OK)
+        code = cli_fail(CMD, "cannot restore the model of epoch %d: %s", e - 1,
+                        bp_context_last_error(s->ctx));
+      break;
+    }
+    if (st != BP_OK) {
+      cli_progress_finish(prog);
+      code = cli_fail(CMD, "epoch %d: %s", e, bp_context_last_error(s->ctx));
+      break;
+    }
+    if (run->n_history == s->history_cap) {
+      int cap = s->history_cap ? 2 * s->history_cap : 64;
+      cli_epoch *h = realloc(s->history, sizeof *h * (size_t)cap);
+      if (!h) {
+        cli_progress_finish(prog);
+        code = cli_fail(CMD, "out of memory");
+        break;
+      }
+      s->history = h;
+      s->history_cap = cap;
+      run->history = h;
+    }
+    cli_epoch *rec = &s->history[run->n_history];
+    rec->epoch = e;
+    rec->train_cost = cost;
+    rec->test_cost = rec->test_accuracy = NAN;
+    if (s->test) {
+      float tc, ta;
+      if (bp_evaluate(s->net, s->test, &tc, &ta) != BP_OK) {
+        cli_progress_finish(prog);
+        code = cli_fail(CMD, "evaluating epoch %d: %s", e, bp_context_last_error(s->ctx));
+        break;
+      }
+      rec->test_cost = tc;
+      rec->test_accuracy = ta;
+    }
+    if (s->snapshot && snapshot(s->net, s->snapshot, 1) != BP_OK) {
+      cli_progress_finish(prog);
+      code = cli_fail(CMD, "epoch %d: %s", e, bp_context_last_error(s->ctx));
+      break;
+    }
+    double t2 = cli_now();
+    rec->train_seconds = t1 - t0;
+    rec->seconds = t2 - t0;
+    rec->elapsed = t2 - start;
+    run->n_history++;
+    run->epochs_done = e;
+    run->train_cost = rec->train_cost;
+    run->test_cost = rec->test_cost;
+    run->test_accuracy = rec->test_accuracy;
+    cli_progress_epoch(prog, rec);
+    if (cli_csv_log_row(&s->log, CMD, rec)) {
+      code = CLI_EXIT_FAILURE;
+      break;
+    }
+  }
+  if (cli_interrupted()) run->interrupted = 1;
+  run->seconds = cli_now() - start;
+  cli_progress_finish(prog);
+  return code;
+}
+
+static void summary(const cli_run *run) {
+  if (run->n_test > 0)
+    printf("test accuracy %.4f  test cost %.4f  ", run->test_accuracy, run->test_cost);
+  printf("train cost %.4f  train accuracy %.4f  (%d epoch%s, %.1f s, %s)\n", run->train_cost,
+         run->train_accuracy, run->epochs_done, run->epochs_done == 1 ? "" : "s", run->seconds,
+         run->backend);
+  if (run->saved_to) printf("saved the model to %s\n", run->saved_to);
+}
+
+int cli_cmd_train(int argc, char **argv) {
+  train_opts o;
+  int code = parse(argc, argv, &o);
+  if (code >= 0) {
+    free(o.layers);
+    return code;
+  }
+  train_state s;
+  memset(&s, 0, sizeof s);
+  cli_run run;
+  memset(&run, 0, sizeof run);
+  run.train_cost = run.test_cost = run.test_accuracy = run.train_accuracy = NAN;
+  run.epochs_requested = o.epochs;
+  run.batch = o.batch;
+  run.lr = o.lr;
+  run.seed = o.seed;
+  run.device = o.device;
+
+  const char *data_path = o.data ? o.data : default_data();
+  if (!data_path) {
+    free(o.layers);
+    return CLI_EXIT_FAILURE;
+  }
+  run.data_path = data_path;
+  if ((o.save && (code = check_writable_dir("--save", o.save)) != 0) ||
+      (o.plot && (code = check_writable_dir("--plot", o.plot)) != 0)) {
+    free(o.layers);
+    return code;
+  }
+  s.ctx = cli_context_create(CMD, o.backend, o.device, &code);
+  if (!s.ctx) {
+    free(o.layers);
+    return code;
+  }
+  run.backend = bp_backend_name(bp_context_backend(s.ctx));
+  if (bp_context_backend(s.ctx) == BP_BACKEND_CPU) run.device = -1;
+
+  double t_load = cli_now();
+  code = load_data(&o, &s, &run, data_path);
+  free(o.layers);
+  o.layers = NULL;
+  run.load_seconds = cli_now() - t_load;
+  if (!code && bp_network_create(s.ctx, run.n_sizes, s.sizes, o.seed, &s.net) != BP_OK)
+    code = cli_fail(CMD, "cannot create the network: %s", bp_context_last_error(s.ctx));
+  if (!code) run.n_params = bp_network_parameter_count(s.net);
+  if (!code && o.save) {
+    s.snapshot = malloc(sizeof(float) * run.n_params);
+    if (!s.snapshot) code = cli_fail(CMD, "out of memory");
+    else if (snapshot(s.net, s.snapshot, 1) != BP_OK)
+      code = cli_fail(CMD, "%s", bp_context_last_error(s.ctx));
+  }
+  if (!code && o.log) code = cli_csv_log_open(&s.log, CMD, o.log);
+  if (code) {
+    cleanup(&s);
+    return code;
+  }
+
+  char shape[256];
+  cli_format_sizes(s.sizes, run.n_sizes, shape, sizeof shape);
+  cli_progress prog;
+  cli_progress_init(&prog, o.quiet, o.epochs, run.n_train);
+  cli_progress_note(&prog,
+                    "backprop: network %s (%zu parameters), %d training examples, %d test "
+                    "examples, %s backend; %d epochs, batch %d, lr %.9g, seed %llu",
+                    shape, run.n_params, run.n_train, run.n_test, run.backend, o.epochs, o.batch,
+                    (double)o.lr, (unsigned long long)o.seed);
+
+  cli_interrupt_install();
+  code = train_loop(&o, &s, &run, &prog);
+  if (run.interrupted)
+    fprintf(stderr, "backprop " CMD ": interrupted after %d epoch%s\n", run.epochs_done,
+            run.epochs_done == 1 ? "" : "s");
+
+  if (!code || run.numeric_failure) {
+    float acc;
+    if (bp_evaluate(s.net, s.train, NULL, &acc) == BP_OK) run.train_accuracy = acc;
+  }
+  int out_code = 0;
+  if (o.save && (!code || run.numeric_failure)) {
+    out_code = cli_save_model(CMD, s.net, o.save, &run);
+    if (!out_code) run.saved_to = o.save;
+  }
+  cli_interrupt_uninstall();
+  if (cli_csv_log_close(&s.log, CMD)) out_code = CLI_EXIT_FAILURE;
+  if (o.plot && cli_svg_plot_write(CMD, o.plot, &run))
+    out_code = CLI_EXIT_FAILURE;
+  if (o.json)
+    cli_json_train_result(stdout, &run);
+  else if (!o.quiet)
+    summary(&run);
+  if (fflush(stdout) != 0 || ferror(stdout))
+    out_code = cli_fail(CMD, "cannot write to standard output");
+  cleanup(&s);
+
+  if (code) return code;
+  if (run.numeric_failure || out_code) return CLI_EXIT_FAILURE;
+  return run.interrupted ? CLI_EXIT_INTERRUPTED : 0;
+}

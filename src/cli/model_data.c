@@ -1,0 +1,75 @@
+/* model_data.c - model and data options for eval and predict (see model_data.h). */
+#include "model_data.h"
+
+#include "cli.h"
+
+void cli_model_data_init(cli_model_data *md) {
+  md->model = md->data = NULL;
+  md->backend = BP_BACKEND_AUTO;
+  md->device = 0;
+  cli_data_options_init(&md->data_opt);
+  md->label_column_given = 0;
+}
+
+int cli_model_data_option(cli_args *a, int id, const char *v, cli_model_data *md) {
+  static const char *const backends[] = {"auto", "cpu", "cuda", NULL};
+  int choice = 0, bad = 0;
+  switch (id) {
+    case MD_OPT_MODEL: md->model = v; break;
+    case MD_OPT_DATA: md->data = v; break;
+    case MD_OPT_FORMAT:
+      bad = cli_parse_choice(a, v, cli_format_names, &choice);
+      md->data_opt.format = (cli_format)choice;
+      break;
+    case MD_OPT_LABEL_COLUMN:
+      md->label_column_given = 1;
+      bad = cli_parse_int(a, v, -1000000, 1000000, &md->data_opt.label_column);
+      break;
+    case MD_OPT_TARGETS: bad = cli_parse_int(a, v, 1, 1 << 24, &md->data_opt.n_targets); break;
+    case MD_OPT_CLASSES: bad = cli_parse_int(a, v, 1, 1 << 24, &md->data_opt.n_classes); break;
+    case MD_OPT_BACKEND:
+      bad = cli_parse_choice(a, v, backends, &choice);
+      md->backend = choice == 1 ? BP_BACKEND_CPU : choice == 2 ? BP_BACKEND_CUDA : BP_BACKEND_AUTO;
+      break;
+    case MD_OPT_DEVICE: bad = cli_parse_int(a, v, 0, 1024, &md->device); break;
+    default: return 1;
+  }
+  return bad ? -1 : 0;
+}
+
+int cli_model_data_check(const char *cmd, const cli_model_data *md) {
+  if (!md->model) return cli_usage_error(cmd, "missing --model FILE");
+  if (!md->data) return cli_usage_error(cmd, "missing --data PATH");
+  if (md->data_opt.n_targets > 0 && (md->label_column_given || md->data_opt.n_classes))
+    return cli_usage_error(cmd, "--targets excludes --label-column and --classes");
+  return 0;
+}
+
+int cli_model_data_load(const char *cmd, const cli_model_data *md, int check_outputs,
+                        bp_context **ctx, bp_network **net, bp_data **data) {
+  int code = 0;
+  *net = NULL;
+  *data = NULL;
+  *ctx = cli_context_create(cmd, md->backend, md->device, &code);
+  if (!*ctx) return code;
+  if (bp_network_load(*ctx, md->model, net) != BP_OK) {
+    code = cli_fail(cmd, "cannot load the model: %s", bp_context_last_error(*ctx));
+  } else {
+    int n_in = bp_network_size(*net, 0);
+    int n_out = bp_network_size(*net, bp_network_n_layers(*net));
+    code = cli_data_read_eval(cmd, *ctx, md->data, &md->data_opt, n_out, data);
+    if (!code && ((*data)->n_in != n_in || (check_outputs && (*data)->n_out != n_out)))
+      code = cli_fail(cmd, "%s has %d inputs and %d outputs per example but the model %s takes "
+                           "%d and gives %d", md->data, (*data)->n_in, (*data)->n_out,
+                      md->model, n_in, n_out);
+  }
+  if (code) {
+    bp_data_free(*data);
+    bp_network_destroy(*net);
+    bp_context_destroy(*ctx);
+    *data = NULL;
+    *net = NULL;
+    *ctx = NULL;
+  }
+  return code;
+}

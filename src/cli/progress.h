@@ -1,0 +1,37 @@
+/*
+ * progress.h - what `backprop train` shows while it works (on stderr).
+ *
+ * The library trains a whole epoch per bp_train_epoch call and offers no
+ * callback inside it, so progress is reported at epoch boundaries:
+ *   - always (unless --quiet) one line per epoch: costs, accuracy, time and
+ *     examples per second;
+ *   - on a terminal (isatty(stderr)) also a bar across the epochs under those
+ *     lines, redrawn with '\r' after each epoch: epochs and examples done,
+ *     examples/s, the running train cost, elapsed time and time left.
+ */
+#ifndef BP_CLI_PROGRESS_H
+#define BP_CLI_PROGRESS_H
+
+#include "cli.h"
+#include "run.h"
+
+typedef struct cli_progress {
+  int enabled;     /* not --quiet */
+  int tty;         /* stderr is a terminal: draw the bar */
+  int bar_visible; /* the bar is on the current line */
+  int epochs;      /* requested */
+  long examples;   /* per epoch */
+  double train_seconds; /* sum over the epochs so far */
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, int quiet, int epochs, int examples_per_epoch);
+/* Draws the empty bar (terminals only) before the first epoch. */
+void cli_progress_start(cli_progress *p);
+/* Reports a finished epoch. */
+void cli_progress_epoch(cli_progress *p, const cli_epoch *e);
+/* Prints a line of text above the bar (not shown with --quiet). */
+void cli_progress_note(cli_progress *p, const char *fmt, ...) CLI_PRINTF(2, 3);
+/* Removes the bar. */
+void cli_progress_finish(cli_progress *p);
+
+#endif /* BP_CLI_PROGRESS_H */

@@ -1,0 +1,50 @@
+/*
+ * run.h - what a training run records: one cli_epoch per finished epoch and
+ * a cli_run summary. The progress display, the CSV log, the SVG plot and the
+ * JSON output all read these; none of them trains anything.
+ */
+#ifndef BP_CLI_RUN_H
+#define BP_CLI_RUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cli_epoch {
+  int epoch;             /* 1-based */
+  double train_cost;     /* mean cost of the epoch's batches before their steps */
+  double test_cost;      /* NAN when there is no test set */
+  double test_accuracy;  /* NAN when there is no test set */
+  double train_seconds;  /* bp_train_epoch alone */
+  double seconds;        /* the epoch: training plus evaluation */
+  double elapsed;        /* since training began, at the end of this epoch */
+} cli_epoch;
+
+typedef struct cli_run {
+  const char *data_path;  /* what was trained on */
+  const char *test_path;  /* NULL: no separate test file (none, or an IDX directory's) */
+  const char *backend;    /* "cpu" or "cuda" */
+  int device;             /* CUDA device; -1 on the CPU backend */
+  const int *sizes;
+  int n_sizes;
+  size_t n_params;
+  int n_train, n_test;    /* n_test 0: no test set */
+  int epochs_requested;
+  int batch;
+  float lr;
+  uint64_t seed;
+  /* Results, of the model that is kept (after the last good epoch). */
+  int epochs_done;
+  double train_cost;      /* NAN before the first epoch */
+  double train_accuracy;  /* on the training set, at the end */
+  double test_cost;       /* NAN without a test set */
+  double test_accuracy;
+  double seconds;         /* training (with per-epoch evaluation) */
+  double load_seconds;    /* reading the data and copying it to the backend */
+  int interrupted;        /* stopped by SIGINT */
+  int numeric_failure;    /* stopped by a non-finite cost */
+  const char *saved_to;   /* NULL if not saved */
+  const cli_epoch *history;
+  int n_history;
+} cli_run;
+
+#endif /* BP_CLI_RUN_H */

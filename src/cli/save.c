@@ -1,0 +1,62 @@
+/* save.c - saving a model with training metadata (see save.h). */
+#include "save.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define MAX_META 16
+
+typedef struct meta {
+  const char *keys[MAX_META];
+  char *values[MAX_META];
+  int n;
+} meta;
+
+static void add(meta *m, const char *key, const char *value) {
+  if (m->n == MAX_META) return;
+  char *v = cli_utf8_sanitized(value); /* metadata must be UTF-8 */
+  if (!v) return;
+  m->keys[m->n] = key;
+  m->values[m->n++] = v;
+}
+
+static void add_number(meta *m, const char *key, double v) {
+  if (!isfinite(v)) return;
+  char buf[40];
+  snprintf(buf, sizeof buf, "%.9g", v);
+  add(m, key, buf);
+}
+
+int cli_save_model(const char *cmd, const bp_network *net, const char *path, const cli_run *run) {
+  meta m;
+  memset(&m, 0, sizeof m);
+  char buf[64];
+  snprintf(buf, sizeof buf, "%d", run->epochs_done);
+  add(&m, "epochs", buf);
+  snprintf(buf, sizeof buf, "%d", run->batch);
+  add(&m, "batch", buf);
+  add_number(&m, "lr", run->lr);
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)run->seed);
+  add(&m, "seed", buf);
+  add_number(&m, "train_cost", run->train_cost);
+  add_number(&m, "train_accuracy", run->train_accuracy);
+  add_number(&m, "test_cost", run->test_cost);
+  add_number(&m, "test_accuracy", run->test_accuracy);
+  add(&m, "data", run->data_path);
+  if (run->test_path) add(&m, "test", run->test_path);
+  add(&m, "backend", run->backend);
+  cli_utc_date(buf, sizeof buf);
+  add(&m, "date", buf);
+  if (run->interrupted) add(&m, "interrupted", "true");
+
+  int code = 0;
+  bp_status st = bp_network_save_ex(net, path, m.n, m.keys, (const char *const *)m.values);
+  if (st != BP_OK)
+    code = cli_fail(cmd, "cannot save the model to %s: %s", path,
+                    bp_context_last_error(bp_network_context(net)));
+  for (int i = 0; i < m.n; ++i) free(m.values[i]);
+  return code;
+}

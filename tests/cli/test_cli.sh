@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# test_cli.sh - end-to-end tests of the `backprop` command.
+#
+# Usage: test_cli.sh BACKPROP_BINARY WORK_DIR [PYTHON3]
+# Registered with CTest as "cli" (src/cli/CMakeLists.txt). Every data set is
+# synthetic and generated here, so the whole script runs in seconds on the
+# CPU backend; nothing depends on Fashion-MNIST being installed.
+set -u
+
+BP=${1:?usage: test_cli.sh BACKPROP_BINARY WORK_DIR [PYTHON3]}
+WORK=${2:?usage: test_cli.sh BACKPROP_BINARY WORK_DIR [PYTHON3]}
+PY=${3:-python3}
+case $BP in /*) ;; *) BP=$PWD/$BP ;; esac
+
+rm -rf "$WORK"
+mkdir -p "$WORK" || exit 1
+cd "$WORK" || exit 1
+
+failures=0
+checks=0
+pass() { checks=$((checks + 1)); }
+fail() {
+  checks=$((checks + 1))
+  failures=$((failures + 1))
+  echo "FAIL: $*" >&2
+}
+# expect_rc WANT DESCRIPTION -- COMMAND...: runs COMMAND (stdout to out.txt,
+# stderr to err.txt) and checks its exit status.
+expect_rc() {
+  local want=$1 what=$2
+  shift 3
+  "$@" >out.txt 2>err.txt
+  local rc=$?
+  if [ "$rc" -eq "$want" ]; then
+    pass
+  else
+    fail "$what: exit status $rc, expected $want: $*"
+    sed 's/^/    stderr: /' err.txt | head -5 >&2
+  fi
+}
+# check DESCRIPTION COMMAND...: the command must succeed.
+check() {
+  local what=$1
+  shift
+  if "$@"; then pass; else fail "$what"; fi
+}
+json_get() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+
+# ---- Synthetic data -----------------------------------------------------------
+"$PY" - <<'EOF' || { echo "FAIL: cannot generate the test data" >&2; exit 1; }
+import gzip, random, struct
+
+def example(rng, n_in, n_classes):
+    c = rng.randrange(n_classes)
+    x = [min(1.0, max(0.0, 0.5 + 0.35 * ((k % n_classes) == c) - 0.15 + rng.gauss(0, 0.12)))
+         for k in range(n_in)]
+    return x, c
+
+rng = random.Random(7)
+for name, n in (("train.csv", 600), ("test.csv", 200)):
+    with open(name, "w") as f:
+        f.write(",".join("x%d" % k for k in range(8)) + ",label\n")
+        for _ in range(n):
+            x, c = example(rng, 8, 3)
+            f.write(",".join("%.5f" % v for v in x) + ",%d\n" % c)
+
+# FANN: 2 outputs (one-hot), 6 inputs.
+with open("small.data", "w") as f:
+    f.write("300 6 2\n")
+    for _ in range(300):
+        x, c = example(rng, 6, 2)
+        f.write(" ".join("%.5f" % v for v in x) + "\n")
+        f.write(" ".join("1" if k == c else "0" for k in range(2)) + "\n")
+
+# A larger set for the Ctrl-C test: one epoch takes a noticeable moment.
+with open("big.data", "w") as f:
+    f.write("20000 64 4\n")
+    for _ in range(20000):
+        x, c = example(rng, 64, 4)
+        f.write(" ".join("%.3f" % v for v in x) + "\n")
+        f.write(" ".join("1" if k == c else "0" for k in range(4)) + "\n")
+
+# An IDX directory (gzip-compressed, as Debian ships Fashion-MNIST): 4x4 images.
+import os
+os.makedirs("idx", exist_ok=True)
+def idx_pair(prefix, n):
+    imgs, labels = bytearray(), bytearray()
+    for _ in range(n):
+        x, c = example(rng, 16, 4)
+        imgs += bytes(int(v * 255) for v in x)
+        labels.append(c)
+    with gzip.open("idx/%s-images-idx3-ubyte.gz" % prefix, "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, 4, 4) + imgs)
+    with gzip.open("idx/%s-labels-idx1-ubyte.gz" % prefix, "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + labels)
+idx_pair("train", 400)
+idx_pair("t10k", 100)
+EOF
+
+# ---- --help, --version -----------------------------------------------------------
+expect_rc 0 "--version" -- "$BP" --version
+check "--version prints the version" grep -Eq '^backprop [0-9]+\.[0-9]+\.[0-9]+' out.txt
+expect_rc 0 "--help" -- "$BP" --help
+check "--help lists the commands" grep -q 'train' out.txt
+for cmd in train eval predict info; do
+  expect_rc 0 "$cmd --help" -- "$BP" "$cmd" --help
+  check "$cmd --help shows its usage" grep -q "Usage: backprop $cmd" out.txt
+  expect_rc 0 "$cmd -h" -- "$BP" "$cmd" -h
+done
+expect_rc 0 "help train" -- "$BP" help train
+check "train --help mentions the exit status 130" grep -q '130' out.txt
+
+# ---- Usage errors: exit 2, one line naming the problem and the help -------------
+expect_rc 2 "no command" -- "$BP"
+expect_rc 2 "unknown command" -- "$BP" frobnicate
+expect_rc 2 "unknown option" -- "$BP" train --bogus
+check "usage error names the option" grep -q -- "--bogus" err.txt
+check "usage error points at the help" grep -q "see backprop train --help" err.txt
+check "usage error is one line" test "$(wc -l <err.txt)" -eq 1
+expect_rc 2 "bad --epochs" -- "$BP" train --data train.csv --epochs 0
+check "bad value is named" grep -q -- "--epochs" err.txt
+expect_rc 2 "bad --epochs text" -- "$BP" train --data train.csv --epochs ten
+expect_rc 2 "bad --lr" -- "$BP" train --data train.csv --lr -1
+expect_rc 2 "bad --lr nan" -- "$BP" train --data train.csv --lr nan
+expect_rc 2 "bad --batch" -- "$BP" train --data train.csv --batch 0
+expect_rc 2 "bad --backend" -- "$BP" train --data train.csv --backend gpu
+expect_rc 2 "bad --layers" -- "$BP" train --data train.csv --layers 8,x,3
+expect_rc 2 "bad --format" -- "$BP" train --data train.csv --format xml
+expect_rc 2 "missing value" -- "$BP" train --data
+expect_rc 2 "--layers with --hidden" -- "$BP" train --data train.csv --layers 5 --hidden 5
+expect_rc 2 "--test without --data" -- "$BP" train --test test.csv
+expect_rc 2 "eval without --model" -- "$BP" eval --data test.csv
+check "missing option is named" grep -q -- "--model" err.txt
+expect_rc 2 "eval without --data" -- "$BP" eval --model m.safetensors
+expect_rc 2 "predict without --model" -- "$BP" predict --data test.csv
+expect_rc 2 "info without a file" -- "$BP" info
+expect_rc 2 "info with an unknown option" -- "$BP" info --bogus x
+
+# ---- Failures: exit 1 with the library's message ----------------------------------
+expect_rc 1 "missing data file" -- "$BP" train --data missing.csv --backend cpu
+check "missing file is named" grep -q "missing.csv" err.txt
+expect_rc 1 "missing model" -- "$BP" eval --model missing.safetensors --data test.csv
+expect_rc 1 "info on a missing model" -- "$BP" info missing.safetensors
+printf 'not a model' >junk.safetensors
+expect_rc 1 "info on a malformed model" -- "$BP" info junk.safetensors
+expect_rc 1 "missing default data set" -- env BACKPROP_FASHION_MNIST="$WORK/nowhere" "$BP" train
+check "says how to get Fashion-MNIST" grep -q "apt-get install dataset-fashion-mnist" err.txt
+check "in one line" test "$(wc -l <err.txt)" -eq 1
+expect_rc 1 "unwritable log" -- "$BP" train --data train.csv --backend cpu --log nodir/log.csv
+if ! "$BP" --version | grep -q 'cuda ('; then
+  expect_rc 1 "cuda backend in a CPU-only build" -- "$BP" train --data train.csv --backend cuda
+fi
+
+# ---- Training: JSON, CSV log, SVG plot, saved model ---------------------------------
+TRAIN=("$BP" train --data train.csv --test test.csv --layers 8,16,3 --epochs 6 --batch 16 --lr 1
+       --seed 3 --backend cpu)
+expect_rc 0 "train" -- "${TRAIN[@]}" --save m.safetensors --log log.csv --plot plot.svg --json
+cp out.txt train.json
+check "--json output parses" "$PY" -c 'import json,sys; json.load(open(sys.argv[1]))' train.json
+check "--json has the keys" "$PY" - train.json <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for k in ("test_accuracy", "test_cost", "train_cost", "epochs", "seconds", "backend"):
+    assert k in d, k
+assert d["epochs"] == 6, d["epochs"]
+assert d["backend"] == "cpu"
+assert d["sizes"] == [8, 16, 3], d["sizes"]
+assert 0 <= d["test_accuracy"] <= 1 and d["test_cost"] >= 0 and d["train_cost"] >= 0
+assert d["test_accuracy"] > 0.6, d["test_accuracy"]  # the synthetic task is easy
+assert len(d["history"]) == 6
+EOF
+check "the log has a header and one row per epoch" "$PY" - log.csv <<'EOF'
+import csv, math, sys
+rows = list(csv.reader(open(sys.argv[1])))
+assert rows[0] == ["epoch", "train_cost", "test_cost", "test_accuracy", "seconds"], rows[0]
+assert len(rows) == 7, len(rows)
+for i, r in enumerate(rows[1:], 1):
+    assert len(r) == 5 and int(r[0]) == i, r
+    assert all(math.isfinite(float(v)) for v in r[1:]), r
+    assert 0 <= float(r[3]) <= 1, r
+EOF
+check "the log's last row matches --json" "$PY" - log.csv train.json <<'EOF'
+import csv, json, sys
+last = list(csv.reader(open(sys.argv[1])))[-1]
+d = json.load(open(sys.argv[2]))
+assert float(last[3]) == d["test_accuracy"] and float(last[2]) == d["test_cost"], (last, d)
+EOF
+check "the plot is well-formed SVG" "$PY" - plot.svg <<'EOF'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == "{http://www.w3.org/2000/svg}svg", root.tag
+lines = root.findall(".//{http://www.w3.org/2000/svg}polyline")
+assert len(lines) == 3, len(lines)  # train cost, test cost, test accuracy
+for l in lines:
+    assert len(l.get("points").split()) == 6
+text = open(sys.argv[1]).read()
+assert "href" not in text and "<script" not in text  # self-contained
+EOF
+expect_rc 0 "info" -- "$BP" info m.safetensors
+check "info shows the sizes" grep -q "8,16,3" out.txt
+check "info shows the parameter count" grep -q "195" out.txt
+check "info shows the epochs" grep -Eq "epochs +6" out.txt
+check "info shows the learning rate" grep -Eq "lr +1$" out.txt
+expect_rc 0 "info --json" -- "$BP" info --json m.safetensors
+check "info --json parses" "$PY" - out.txt <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["sizes"] == [8, 16, 3] and d["parameters"] == 195, d
+m = d["metadata"]
+for k in ("epochs", "batch", "lr", "seed", "test_accuracy", "test_cost", "train_cost", "data",
+          "backend", "date"):
+    assert k in m, k
+assert m["batch"] == "16" and m["seed"] == "3" and m["data"] == "train.csv", m
+EOF
+
+# eval reads the saved model back: the same cost and accuracy as training reported.
+expect_rc 0 "eval --json" -- "$BP" eval --model m.safetensors --data test.csv --backend cpu --json
+cp out.txt eval.json
+check "eval gives training's accuracy and cost" "$PY" - train.json eval.json <<'EOF'
+import json, sys
+t, e = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert e["accuracy"] == t["test_accuracy"], (e["accuracy"], t["test_accuracy"])
+assert e["cost"] == t["test_cost"], (e["cost"], t["test_cost"])
+assert e["examples"] == 200
+EOF
+expect_rc 0 "eval" -- "$BP" eval --model m.safetensors --data test.csv
+check "eval prints the accuracy" grep -q "accuracy" out.txt
+
+# predict: one line per example.
+expect_rc 0 "predict" -- "$BP" predict --model m.safetensors --data test.csv
+check "predict prints one line per example" test "$(wc -l <out.txt)" -eq 200
+check "predict prints the 3 outputs" "$PY" -c '
+import sys
+for line in open(sys.argv[1]):
+    v = [float(x) for x in line.split()]
+    assert len(v) == 3 and all(0 <= x <= 1 for x in v), line
+' out.txt
+cp out.txt outputs.txt
+expect_rc 0 "predict --class" -- "$BP" predict --model m.safetensors --data test.csv --class
+check "predict --class prints one class per example" "$PY" -c '
+import sys
+classes = [int(l) for l in open(sys.argv[1])]
+outs = [[float(x) for x in l.split()] for l in open(sys.argv[2])]
+assert len(classes) == 200 and all(0 <= c < 3 for c in classes)
+assert classes == [o.index(max(o)) for o in outs]
+' out.txt outputs.txt
+expect_rc 1 "eval on data of another width" -- "$BP" eval --model m.safetensors --data small.data
+
+# Same seed, same result on the CPU, bit for bit (the seconds aside).
+expect_rc 0 "train again" -- "${TRAIN[@]}" --json --quiet
+cp out.txt train2.json
+check "same seed gives the same result" "$PY" - train.json train2.json <<'EOF'
+import json, sys
+def strip(d):
+    for k in ("seconds", "load_seconds", "model"):
+        d.pop(k)
+    for h in d["history"]:
+        h.pop("seconds")
+    return d
+a, b = (strip(json.load(open(p))) for p in sys.argv[1:3])
+assert a == b, (a, b)
+EOF
+check "--quiet prints nothing on stderr" test ! -s err.txt
+
+# Hidden widths only, and the other formats.
+expect_rc 0 "--hidden" -- "$BP" train --data train.csv --hidden 5,4 --epochs 1 --backend cpu --json
+check "--hidden sizes" "$PY" -c 'import json,sys; assert json.load(open(sys.argv[1]))["sizes"] == [8,5,4,3]' out.txt
+expect_rc 0 "--layers with hidden widths" -- "$BP" train --data train.csv --layers 7 --epochs 1 --backend cpu --json
+check "--layers 7 is a hidden width" "$PY" -c 'import json,sys; assert json.load(open(sys.argv[1]))["sizes"] == [8,7,3]' out.txt
+expect_rc 0 "FANN data" -- "$BP" train --data small.data --epochs 3 --backend cpu --json
+check "FANN sizes and no test set" "$PY" - out.txt <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["sizes"] == [6, 100, 2] and d["test_examples"] == 0 and d["test_accuracy"] is None, d
+EOF
+expect_rc 0 "IDX directory" -- "$BP" train --data idx --epochs 2 --backend cpu --json --save idx.safetensors
+check "IDX directory gives train and test" "$PY" - out.txt <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["train_examples"] == 400 and d["test_examples"] == 100, d
+assert d["sizes"][0] == 16 and d["sizes"][-1] == 10, d["sizes"]
+EOF
+expect_rc 0 "eval on an IDX directory" -- "$BP" eval --model idx.safetensors --data idx --json
+check "eval on the t10k files" "$PY" -c 'import json,sys; assert json.load(open(sys.argv[1]))["examples"] == 100' out.txt
+expect_rc 0 "IDX images file" -- "$BP" predict --model idx.safetensors --data idx/t10k-images-idx3-ubyte.gz --class
+check "predict on an IDX images file" test "$(wc -l <out.txt)" -eq 100
+expect_rc 0 "CSV with real-valued targets" -- "$BP" train --data train.csv --targets 1 --epochs 1 --backend cpu --json
+check "--targets 1 gives one output" "$PY" -c 'import json,sys; assert json.load(open(sys.argv[1]))["sizes"][-1] == 1' out.txt
+
+# ---- Ctrl-C: stops after the epoch, saves, exits 130 --------------------------------
+rm -f int.safetensors
+"$BP" train --data big.data --hidden 64 --epochs 100000 --batch 8 --backend cpu \
+  --save int.safetensors --log int.csv >int.out 2>int.err &
+pid=$!
+for _ in $(seq 1 600); do
+  grep -Eq '^epoch +1/' int.err 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+if grep -Eq '^epoch +1/' int.err; then
+  kill -INT "$pid"
+  wait "$pid"
+  rc=$?
+  if [ "$rc" -eq 130 ]; then pass; else fail "SIGINT: exit status $rc, expected 130"; fi
+  check "SIGINT: the model was saved" test -s int.safetensors
+  expect_rc 0 "SIGINT: the saved model loads" -- "$BP" info int.safetensors
+  check "SIGINT: the model says it was interrupted" grep -Eq "interrupted +true" out.txt
+  check "SIGINT: the log kept its rows" test "$(wc -l <int.csv)" -ge 2
+  check "SIGINT: the message says so" grep -q "interrupted" int.err
+else
+  kill "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  fail "SIGINT: training printed no epoch line in time"
+  sed 's/^/    stderr: /' int.err | head -5 >&2
+fi
+
+echo "$checks checks, $failures failed"
+[ "$failures" -eq 0 ]
