@@ -444,7 +444,7 @@ class Sgd : public KernelBench {
             {"batch_cost", 1, 4, Init::Const, 0.5f, 0.f}};
   }
   void launch(const Set &s, cudaStream_t st) override {
-    cudaCheck(bp_launch_sgd(s.get<float>(0), s.get<float>(1), count, lr, s.get<float>(2), st));
+    cudaCheck(bp_launch_sgd(s.get<float>(0), s.get<float>(1), count, lr, s.get<float>(2), nullptr, nullptr, st));
   }
   Check validate(const Set &s, cudaStream_t st) override {
     auto p0 = to_host(s.get<float>(0), count);

@@ -175,10 +175,13 @@ bp_status bp_backward(bp_network *net, const float *X, const float *Y, int n, fl
 /* Copies the gradient of layer `layer` from the last bp_backward (or training
  * step). Shapes as bp_network_get_layer. Before any backward: zeros. */
 bp_status bp_network_get_gradient(const bp_network *net, int layer, float *dW, float *db);
-/* W -= lr * dW, b -= lr * db with the stored gradients. lr must be finite. */
+/* W -= lr * dW, b -= lr * db with the stored gradients. lr must be finite.
+ * An update that would make any weight non-finite (lr so large that it
+ * overflows) is not applied at all: BP_ERR_NUMERIC, weights unchanged. */
 bp_status bp_sgd_step(bp_network *net, float learning_rate);
-/* bp_backward then bp_sgd_step. If the cost is not finite the update is
- * skipped, the weights stay as they were, and BP_ERR_NUMERIC is returned. */
+/* bp_backward then bp_sgd_step. If the cost is not finite, or the update
+ * would make a weight non-finite, the update is skipped, the weights stay as
+ * they were, and BP_ERR_NUMERIC is returned. */
 bp_status bp_train_batch(bp_network *net, const float *X, const float *Y, int n,
                          float learning_rate, float *cost);
 
@@ -201,9 +204,11 @@ int bp_dataset_n_out(const bp_dataset *data);
  * batch_size (the last one may be smaller), and each batch takes one step.
  * On CUDA the batches are gathered on the device: no host round trip per
  * batch. mean_cost (may be NULL) receives the mean over the epoch's examples
- * of the cost each batch had before its step. A batch whose cost is not
- * finite is skipped (its update is not applied) and the epoch returns
- * BP_ERR_NUMERIC after finishing; weights always stay finite. The network
+ * of the cost each batch had before its step (batches with a non-finite cost
+ * left out). A batch whose cost is not finite, or whose update would make a
+ * weight non-finite, is skipped (its update is not applied; decided on the
+ * device, without a host round trip) and the epoch returns BP_ERR_NUMERIC
+ * after finishing; weights always stay finite. The network
  * and data set must share the context and agree on widths. */
 bp_status bp_train_epoch(bp_network *net, const bp_dataset *data, int batch_size,
                          float learning_rate, uint64_t shuffle_seed, float *mean_cost);

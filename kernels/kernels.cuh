@@ -104,11 +104,20 @@ cudaError_t bp_launch_accuracy(const float *a, const float *y, int width, int n,
 
 /* ---- sgd.cu ------------------------------------------------------------- */
 
-/* params[i] = bp_sgd_update(params[i], grads[i], lr) for i < count.
- * batch_cost: NULL, or a device float; when it is not finite the kernel
- * changes nothing (a skipped batch, decided on the device). */
+/* Sets *bad = 1 (device int, cleared by the caller) if any
+ * bp_sgd_update(params[i], grads[i], lr) is not finite: the learning rate
+ * would overflow a weight. Never writes 0. */
+cudaError_t bp_launch_sgd_check(const float *params, const float *grads, size_t count, float lr,
+                                int *bad, cudaStream_t stream);
+/* params[i] = bp_sgd_update(params[i], grads[i], lr) for i < count, unless
+ * skipped, decided on the device for the whole grid:
+ *   batch_cost: NULL, or a device float; not finite: skip (the cost kernel
+ *     has counted that batch already);
+ *   bad: NULL, or the device int of bp_launch_sgd_check; non-zero: skip, and
+ *     add 1 to *skipped (when skipped is not NULL). */
 cudaError_t bp_launch_sgd(float *params, const float *grads, size_t count, float lr,
-                          const float *batch_cost, cudaStream_t stream);
+                          const float *batch_cost, const int *bad, int *skipped,
+                          cudaStream_t stream);
 
 /* ---- gather.cu ---------------------------------------------------------- */
 

@@ -102,8 +102,9 @@ bp_status bp_train_epoch(bp_network *net, const bp_dataset *data, int batch_size
   if (mean_cost) *mean_cost = (float)(cost_sum / (double)data->n);
   if (skipped > 0)
     return bp_error(ctx, BP_ERR_NUMERIC,
-                    "bp_train_epoch: %d batch(es) had a non-finite cost; their updates were "
-                    "skipped (learning rate %g may be too large)",
+                    "bp_train_epoch: %d batch(es) had a non-finite cost or an update that "
+                    "would make weights non-finite; their updates were skipped (learning "
+                    "rate %g may be too large)",
                     skipped, (double)learning_rate);
   return BP_OK;
 }

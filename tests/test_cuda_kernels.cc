@@ -277,14 +277,14 @@ TEST(CudaKernels, SgdUpdateAndDeviceSideSkip) {
 
     // No gate.
     dp.upload(p);
-    CUDA_OK(bp_launch_sgd(dp.get(), dg.get(), count, lr, nullptr, stream));
+    CUDA_OK(bp_launch_sgd(dp.get(), dg.get(), count, lr, nullptr, nullptr, nullptr, stream));
     CUDA_OK(stream.sync());
     expect_close(dp.download(), ref, tol, "ungated");
 
     // Gate with a finite cost: applied.
     dp.upload(p);
     dcost.upload({0.25f});
-    CUDA_OK(bp_launch_sgd(dp.get(), dg.get(), count, lr, dcost.get(), stream));
+    CUDA_OK(bp_launch_sgd(dp.get(), dg.get(), count, lr, dcost.get(), nullptr, nullptr, stream));
     CUDA_OK(stream.sync());
     expect_close(dp.download(), ref, tol, "finite cost");
 
@@ -295,7 +295,7 @@ TEST(CudaKernels, SgdUpdateAndDeviceSideSkip) {
     for (float c : bad) {
       dp.upload(p);
       dcost.upload({c});
-      CUDA_OK(bp_launch_sgd(dp.get(), dg.get(), count, lr, dcost.get(), stream));
+      CUDA_OK(bp_launch_sgd(dp.get(), dg.get(), count, lr, dcost.get(), nullptr, nullptr, stream));
       CUDA_OK(stream.sync());
       EXPECT_TRUE(bit_identical(dp.download(), p)) << "cost " << c << " must skip the update";
     }
@@ -524,7 +524,7 @@ TEST(CudaKernels, BadArgumentsLaunchNothing) {
   EXPECT_EQ(bp_launch_bias_grad(p, 0, 4, p, p, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(bp_launch_cost(p, p, 1, 0, part.get(), p, nullptr, nullptr, nullptr),
             cudaErrorInvalidValue);
-  EXPECT_EQ(bp_launch_sgd(nullptr, p, 4, 0.1f, nullptr, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_sgd(nullptr, p, 4, 0.1f, nullptr, nullptr, nullptr, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(bp_launch_gather(p, p, 1, 1, nullptr, 0, 1, p, p, nullptr), cudaErrorInvalidValue);
   // Empty problems are no-ops.
   EXPECT_EQ(bp_launch_output_error(p, p, p, p + 8, 0, nullptr), cudaSuccess);

@@ -218,10 +218,26 @@ static bp_status cpu_backward(bp_network *net, const float *X, const float *Y, i
   return BP_OK;
 }
 
+/* 1 if the update would leave every parameter finite. Checked before any
+ * parameter changes, so a refused update changes nothing. */
+static int update_is_finite(const cpu_net *c, size_t count, float lr) {
+  float acc = 0.0f;
+  for (size_t i = 0; i < count; ++i) acc += bp_sgd_update(c->params[i], c->grads[i], lr) * 0.0f;
+  return acc == 0.0f;
+}
+
+static void apply_update(cpu_net *c, size_t count, float lr) {
+  for (size_t i = 0; i < count; ++i) c->params[i] = bp_sgd_update(c->params[i], c->grads[i], lr);
+}
+
 static bp_status cpu_sgd_step(bp_network *net, float lr) {
   cpu_net *c = net->impl;
-  for (size_t i = 0; i < net->n_params; ++i)
-    c->params[i] = bp_sgd_update(c->params[i], c->grads[i], lr);
+  if (!update_is_finite(c, net->n_params, lr))
+    return bp_error(net->ctx, BP_ERR_NUMERIC,
+                    "bp_sgd_step: learning rate %g would make weights non-finite; the update "
+                    "was skipped and the weights are unchanged",
+                    (double)lr);
+  apply_update(c, net->n_params, lr);
   return BP_OK;
 }
 
@@ -273,7 +289,11 @@ static bp_status cpu_train_epoch(bp_network *net, const bp_dataset *data, int ba
       continue;
     }
     sum += cost * bn;
-    cpu_sgd_step(net, lr);
+    if (!update_is_finite(c, net->n_params, lr)) {
+      ++skip;
+      continue;
+    }
+    apply_update(c, net->n_params, lr);
   }
   *cost_sum = sum;
   *skipped = skip;

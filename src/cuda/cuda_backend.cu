@@ -45,7 +45,8 @@ typedef struct cuda_scalars {
   double cost_sum;            /* epoch: sum of finite batch cost * batch size; evaluate: cost sum */
   unsigned long long correct; /* evaluate: examples classified right */
   float cost;                 /* the last batch's mean cost */
-  int skipped;                /* epoch: batches with a non-finite cost */
+  int skipped;                /* epoch: batches whose update was not applied */
+  int update_bad;             /* the last SGD check found an update that overflows */
 } cuda_scalars;
 
 /* Buffers for batches of up to `capacity` examples (0: none). */
@@ -504,8 +505,20 @@ static bp_status cuda_sgd_step(bp_network *net, float lr) {
   bp_status st = cuda_enter(ctx);
   if (st != BP_OK) return st;
   cuda_network *cn = net_state(net);
-  BP_LAUNCH_CHECK(ctx, bp_launch_sgd(cn->params, cn->grads, net->n_params, lr, NULL, stream));
+  int *bad = &cn->scalars->update_bad;
+  BP_CUDA_CHECK(ctx, cudaMemsetAsync(bad, 0, sizeof *bad, stream));
+  BP_LAUNCH_CHECK(ctx, bp_launch_sgd_check(cn->params, cn->grads, net->n_params, lr, bad, stream));
+  BP_LAUNCH_CHECK(ctx, bp_launch_sgd(cn->params, cn->grads, net->n_params, lr, NULL, bad, NULL,
+                                     stream));
+  int host_bad = 0;
+  BP_CUDA_CHECK(ctx, cudaMemcpyAsync(&host_bad, bad, sizeof host_bad, cudaMemcpyDeviceToHost,
+                                     stream));
   BP_CUDA_CHECK(ctx, cudaStreamSynchronize(stream));
+  if (host_bad)
+    return bp_error(ctx, BP_ERR_NUMERIC,
+                    "bp_sgd_step: learning rate %g would make weights non-finite; the update "
+                    "was skipped and the weights are unchanged",
+                    (double)lr);
   return BP_OK;
 }
 
@@ -584,8 +597,9 @@ static bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int b
 
   /* Per batch, all queued, nothing waits: gather, forward, backward (the cost
    * kernel adds the batch's total cost, = mean * bn, to sc->cost_sum when the
-   * mean is finite, else counts a skip), then the SGD kernel, which reads
-   * sc->cost and does nothing when it is not finite. */
+   * mean is finite, else counts a skip), then the SGD check and update,
+   * which do nothing when sc->cost is not finite or the update would
+   * overflow a weight (counted as a skip too). */
   for (int64_t start = 0; start < n; start += batch_size) {
     int bn = (int)((int64_t)n - start < batch_size ? (int64_t)n - start : batch_size);
     BP_LAUNCH_CHECK(ctx, bp_launch_gather(cd->X, cd->Y, data->n_in, data->n_out, cd->perm,
@@ -594,8 +608,11 @@ static bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int b
     if (st != BP_OK) return st;
     st = run_backward(net, cn->ws.x, cn->ws.y, bn, &sc->cost_sum, &sc->skipped);
     if (st != BP_OK) return st;
-    BP_LAUNCH_CHECK(ctx,
-                    bp_launch_sgd(cn->params, cn->grads, net->n_params, lr, &sc->cost, stream));
+    BP_CUDA_CHECK(ctx, cudaMemsetAsync(&sc->update_bad, 0, sizeof sc->update_bad, stream));
+    BP_LAUNCH_CHECK(ctx, bp_launch_sgd_check(cn->params, cn->grads, net->n_params, lr,
+                                             &sc->update_bad, stream));
+    BP_LAUNCH_CHECK(ctx, bp_launch_sgd(cn->params, cn->grads, net->n_params, lr, &sc->cost,
+                                       &sc->update_bad, &sc->skipped, stream));
   }
 
   cuda_scalars host;
