@@ -287,6 +287,24 @@ check "predict on an IDX images file" test "$(wc -l <out.txt)" -eq 100
 expect_rc 0 "CSV with real-valued targets" -- "$BP" train --data train.csv --targets 1 --epochs 1 --backend cpu --json
 check "--targets 1 gives one output" "$PY" -c 'import json,sys; assert json.load(open(sys.argv[1]))["sizes"][-1] == 1' out.txt
 
+# ---- Divergence: a learning rate that would overflow the weights -----------------------
+# One input of 1 with a target of 1e18: the gradient is about 1e17, so a
+# learning rate of 1e23 would move the weight past FLT_MAX. The library refuses
+# the update; the command names the epoch, keeps the model of the epoch
+# before (the initial one) and exits 1.
+printf '1 1 1\n1\n1e18\n' >div.data
+expect_rc 1 "divergence: exit 1" -- "$BP" train --data div.data --layers 1,1 --epochs 3 --batch 1 \
+  --lr 1e23 --backend cpu --save div.safetensors --quiet
+check "divergence: the epoch is named" grep -q "epoch 1:" err.txt
+check "divergence: the last good model is kept" grep -q "keeping the model of epoch 0" err.txt
+expect_rc 0 "divergence: the kept model loads" -- "$BP" info div.safetensors
+check "divergence: the kept model has finite weights" "$PY" -c '
+import struct, json, sys, math
+b = open("div.safetensors", "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+vals = struct.unpack("<2f", b[8 + n:8 + n + 8])
+sys.exit(0 if all(math.isfinite(v) for v in vals) else 1)'
+
 # ---- Ctrl-C: stops after the epoch, saves, exits 130 --------------------------------
 rm -f int.safetensors
 "$BP" train --data big.data --hidden 64 --epochs 100000 --batch 8 --backend cpu \
