@@ -204,14 +204,30 @@ int bp_dataset_n_out(const bp_dataset *data);
  * batch_size (the last one may be smaller), and each batch takes one step.
  * On CUDA the batches are gathered on the device: no host round trip per
  * batch. mean_cost (may be NULL) receives the mean over the epoch's examples
- * of the cost each batch had before its step (batches with a non-finite cost
- * left out). A batch whose cost is not finite, or whose update would make a
+ * of the cost each batch had before its step (a batch whose cost is not
+ * finite adds nothing to the sum but counts its examples). A batch whose cost is not finite, or whose update would make a
  * weight non-finite, is skipped (its update is not applied; decided on the
  * device, without a host round trip) and the epoch returns BP_ERR_NUMERIC
  * after finishing; weights always stay finite. The network
  * and data set must share the context and agree on widths. */
 bp_status bp_train_epoch(bp_network *net, const bp_dataset *data, int batch_size,
                          float learning_rate, uint64_t shuffle_seed, float *mean_cost);
+/* Progress inside an epoch, for bp_train_epoch_ex: examples_done of
+ * examples_total have taken their step so far in this epoch, and
+ * running_cost is the mean cost of those examples (before their steps).
+ * Called on the calling thread, from inside bp_train_epoch_ex; it must not
+ * call into the library with the same context. Return 0 to go on, nonzero
+ * to stop the epoch after the batches done so far (they stay applied). */
+typedef int (*bp_progress_fn)(void *user, int examples_done, int examples_total,
+                              float running_cost);
+/* bp_train_epoch, reporting progress every `every` batches (>= 1) and after
+ * the last one. On CUDA each report waits for the device once (one host
+ * round trip per `every` batches, none in between). progress may be NULL
+ * (then it is exactly bp_train_epoch). Stopped early by the callback, it
+ * returns BP_OK and *mean_cost covers the examples done. */
+bp_status bp_train_epoch_ex(bp_network *net, const bp_dataset *data, int batch_size,
+                            float learning_rate, uint64_t shuffle_seed, float *mean_cost,
+                            bp_progress_fn progress, void *user, int every);
 /* Mean cost and accuracy over the data set. Accuracy is the fraction of
  * examples whose largest output is at the index of the largest target (first
  * index on ties); with one output, both on the same side of 0.5. Either out

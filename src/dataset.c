@@ -69,8 +69,14 @@ static bp_status check_pair(bp_network *net, const bp_dataset *data, const char 
   return BP_OK;
 }
 
-bp_status bp_train_epoch(bp_network *net, const bp_dataset *data, int batch_size,
-                         float learning_rate, uint64_t shuffle_seed, float *mean_cost) {
+int bp_epoch_report(const bp_epoch_progress *p, int done, double cost_sum, int cost_examples) {
+  const float running = cost_examples > 0 ? (float)(cost_sum / (double)cost_examples) : 0.0f;
+  return p->fn(p->user, done, p->total, running) != 0;
+}
+
+bp_status bp_train_epoch_ex(bp_network *net, const bp_dataset *data, int batch_size,
+                            float learning_rate, uint64_t shuffle_seed, float *mean_cost,
+                            bp_progress_fn progress, void *user, int every) {
   if (!net) return BP_ERR_INVALID_ARGUMENT;
   bp_status st = check_pair(net, data, "bp_train_epoch");
   if (st != BP_OK) return st;
@@ -80,6 +86,9 @@ bp_status bp_train_epoch(bp_network *net, const bp_dataset *data, int batch_size
                     batch_size);
   if (!isfinite(learning_rate))
     return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_train_epoch: learning rate is not finite");
+  if (progress && every < 1)
+    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
+                    "bp_train_epoch_ex: every = %d must be >= 1 with a progress callback", every);
   if (batch_size > data->n) batch_size = data->n;
 
   int32_t *perm = malloc(sizeof(int32_t) * (size_t)data->n);
@@ -93,13 +102,15 @@ bp_status bp_train_epoch(bp_network *net, const bp_dataset *data, int batch_size
     perm[i] = perm[j];
     perm[j] = t;
   }
+  bp_epoch_progress report = {progress, user, every, data->n};
   double cost_sum = 0.0;
-  int skipped = 0;
-  st = ctx->ops->train_epoch(net, data, batch_size, learning_rate, perm, &cost_sum, &skipped);
+  int skipped = 0, done = data->n;
+  st = ctx->ops->train_epoch(net, data, batch_size, learning_rate, perm,
+                             progress ? &report : NULL, &cost_sum, &skipped, &done);
   free(perm);
   if (st != BP_OK) return st;
   net->has_grads = 1;
-  if (mean_cost) *mean_cost = (float)(cost_sum / (double)data->n);
+  if (mean_cost) *mean_cost = (float)(cost_sum / (double)(done > 0 ? done : 1));
   if (skipped > 0)
     return bp_error(ctx, BP_ERR_NUMERIC,
                     "bp_train_epoch: %d batch(es) had a non-finite cost or an update that "
@@ -107,6 +118,12 @@ bp_status bp_train_epoch(bp_network *net, const bp_dataset *data, int batch_size
                     "rate %g may be too large)",
                     skipped, (double)learning_rate);
   return BP_OK;
+}
+
+bp_status bp_train_epoch(bp_network *net, const bp_dataset *data, int batch_size,
+                         float learning_rate, uint64_t shuffle_seed, float *mean_cost) {
+  return bp_train_epoch_ex(net, data, batch_size, learning_rate, shuffle_seed, mean_cost, NULL,
+                           NULL, 0);
 }
 
 bp_status bp_evaluate(bp_network *net, const bp_dataset *data, float *mean_cost, float *accuracy) {

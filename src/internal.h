@@ -42,6 +42,18 @@ extern "C" {
 
 typedef struct bp_backend_ops bp_backend_ops;
 
+/* In-epoch progress reporting (bp_train_epoch_ex). */
+typedef struct bp_epoch_progress {
+  bp_progress_fn fn;
+  void *user;
+  int every;  /* batches between reports, >= 1 */
+  int total;  /* examples in the epoch */
+} bp_epoch_progress;
+
+/* Calls the callback: done examples ran, cost_sum/cost_examples is the
+ * running mean. Returns nonzero if the callback asks to stop. */
+int bp_epoch_report(const bp_epoch_progress *p, int done, double cost_sum, int cost_examples);
+
 struct bp_context {
   bp_backend backend;   /* never AUTO */
   int device;           /* CUDA ordinal; 0 for CPU */
@@ -99,9 +111,14 @@ struct bp_backend_ops {
   /* perm: data->n indices (a permutation, made on the host). For each batch:
    * gather, forward, backward, and the SGD step unless the batch cost is not
    * finite. *cost_sum = sum over batches of (batch mean cost * batch size)
-   * over the batches that were finite; *skipped = batches skipped. */
+   * over the batches that were finite; *skipped = batches skipped;
+   * *examples_done = examples whose batch ran (less than data->n only when
+   * the progress callback stopped the epoch). progress may be NULL; else
+   * bp_epoch_report is called after every progress->every batches and after
+   * the last, with the running sums. */
   bp_status (*train_epoch)(bp_network *net, const bp_dataset *data, int batch_size, float lr,
-                           const int32_t *perm, double *cost_sum, int *skipped);
+                           const int32_t *perm, const bp_epoch_progress *progress,
+                           double *cost_sum, int *skipped, int *examples_done);
   /* *cost_sum = sum of per-example costs, *correct = examples classified right. */
   bp_status (*evaluate)(bp_network *net, const bp_dataset *data, double *cost_sum,
                         int64_t *correct);

@@ -166,6 +166,70 @@ TEST_P(Training, InitializationIsDeterministicAndScaledByFanIn) {
   for (float x : bias) EXPECT_EQ(x, 0.0f);
 }
 
+struct ProgressLog {
+  std::vector<int> done;
+  std::vector<float> cost;
+  int stop_at = -1;  // stop once this many examples are done (-1: never)
+};
+
+int record_progress(void *user, int done, int total, float running_cost) {
+  auto *log = static_cast<ProgressLog *>(user);
+  EXPECT_EQ(total, 1000);
+  log->done.push_back(done);
+  log->cost.push_back(running_cost);
+  return log->stop_at >= 0 && done >= log->stop_at;
+}
+
+TEST_P(Training, EpochProgressIsReportedAndCanStopTheEpoch) {
+  tu::Ctx ctx;
+  BP_MAKE_CONTEXT(ctx, GetParam());
+  const uint64_t seed = tu::fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::vector<float> X, Y;
+  make_blobs(1000, seed, X, Y);
+  const int sizes[] = {8, 12, 3};
+  tu::Data data;
+  ASSERT_EQ(bp_dataset_create(ctx, 1000, 8, 3, X.data(), Y.data(), &data.data), BP_OK);
+  tu::Net plain, reported, stopped;
+  for (tu::Net *n : {&plain, &reported, &stopped})
+    ASSERT_EQ(bp_network_create(ctx, 3, sizes, seed, &n->net), BP_OK);
+
+  // 100 batches of 10, a report every 7 batches and after the last.
+  float plain_cost = 0, reported_cost = 0;
+  ASSERT_EQ(bp_train_epoch(plain, data, 10, 1.0f, seed, &plain_cost), BP_OK);
+  ProgressLog log;
+  ASSERT_EQ(bp_train_epoch_ex(reported, data, 10, 1.0f, seed, &reported_cost, record_progress,
+                              &log, 7),
+            BP_OK);
+  std::vector<int> want;
+  for (int b = 7; b < 100; b += 7) want.push_back(10 * b);
+  want.push_back(1000);
+  EXPECT_EQ(log.done, want);
+  EXPECT_FLOAT_EQ(log.cost.back(), reported_cost);
+  for (float c : log.cost) EXPECT_TRUE(std::isfinite(c) && c > 0.0f);
+  // Reporting changes nothing in the training itself.
+  EXPECT_EQ(reported_cost, plain_cost);
+  EXPECT_EQ(tu::all_params(reported), tu::all_params(plain));
+
+  // The callback stops the epoch after 500 examples: those steps stay.
+  ProgressLog stop;
+  stop.stop_at = 500;
+  const auto before = tu::all_params(stopped);
+  float stopped_cost = 0;
+  ASSERT_EQ(bp_train_epoch_ex(stopped, data, 10, 1.0f, seed, &stopped_cost, record_progress,
+                              &stop, 5),
+            BP_OK);
+  EXPECT_EQ(stop.done.back(), 500);
+  EXPECT_EQ(stop.done.size(), 10u);
+  EXPECT_FLOAT_EQ(stopped_cost, stop.cost.back());
+  const auto after = tu::all_params(stopped);
+  EXPECT_NE(after, before);
+  EXPECT_NE(after, tu::all_params(plain));
+
+  EXPECT_EQ(bp_train_epoch_ex(stopped, data, 10, 1.0f, seed, nullptr, record_progress, &stop, 0),
+            BP_ERR_INVALID_ARGUMENT);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, Training, testing::Values(BP_BACKEND_CPU, BP_BACKEND_CUDA),
                          tu::backend_label);
 

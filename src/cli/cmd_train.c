@@ -295,6 +295,20 @@ static const char *default_data(void) {
 
 /* The epochs. Returns 0, or CLI_EXIT_FAILURE when training failed (a
  * message printed); sets run->interrupted / run->numeric_failure. */
+/* The library's progress callback while drawing the live bar. Never stops
+ * the epoch: Ctrl-C takes effect between epochs. */
+typedef struct live_bar {
+  cli_progress *prog;
+  int epoch;
+  double t0;
+} live_bar;
+
+static int on_progress(void *user, int done, int total, float running_cost) {
+  live_bar *bar = user;
+  cli_progress_batch(bar->prog, bar->epoch, done, total, running_cost, cli_now() - bar->t0);
+  return 0;
+}
+
 static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_progress *prog) {
   double start = cli_now();
   cli_progress_start(prog);
@@ -306,7 +320,16 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
     }
     double t0 = cli_now();
     float cost = NAN;
-    bp_status st = bp_train_epoch(s->net, s->train, o->batch, o->lr, o->seed + (uint64_t)e, &cost);
+    bp_status st;
+    if (prog->tty) {
+      /* A live bar: about 100 reports per epoch, each one device wait. */
+      const int batches = (int)(((long)bp_dataset_size(s->train) + o->batch - 1) / o->batch);
+      live_bar bar = {prog, e, t0};
+      st = bp_train_epoch_ex(s->net, s->train, o->batch, o->lr, o->seed + (uint64_t)e, &cost,
+                             on_progress, &bar, batches / 100 > 0 ? batches / 100 : 1);
+    } else {
+      st = bp_train_epoch(s->net, s->train, o->batch, o->lr, o->seed + (uint64_t)e, &cost);
+    }
     double t1 = cli_now();
     if (st == BP_ERR_NUMERIC) {
       cli_progress_finish(prog);

@@ -69,6 +69,31 @@ static void draw_bar(cli_progress *p, const cli_epoch *last) {
   p->bar_visible = 1;
 }
 
+void cli_progress_batch(cli_progress *p, int epoch, int done, int total, float running_cost,
+                        double elapsed) {
+  if (!p->tty || total <= 0) return;
+  int filled = (int)((long)BAR_WIDTH * done / total);
+  char bar[BAR_WIDTH + 1];
+  for (int i = 0; i < BAR_WIDTH; ++i) bar[i] = i < filled ? '#' : '.';
+  bar[BAR_WIDTH] = '\0';
+  char examples[32], all[32], rate[32] = "-", left_epoch[32] = "-", left_all[32] = "-";
+  format_count(done, examples, sizeof examples);
+  format_count(total, all, sizeof all);
+  if (elapsed > 0 && done > 0) {
+    format_count(done / elapsed, rate, sizeof rate);
+    double epoch_left = elapsed / done * (total - done);
+    /* Later epochs at the pace of the finished ones (or of this one). */
+    double per_epoch = epoch > 1 ? p->train_seconds / (epoch - 1) : elapsed / done * total;
+    format_duration(epoch_left, left_epoch, sizeof left_epoch);
+    format_duration(epoch_left + per_epoch * (p->epochs - epoch), left_all, sizeof left_all);
+  }
+  fprintf(stderr, "\r\033[K[%s] epoch %d/%d  %s/%s examples  %s ex/s  cost %.4f  %s left in epoch"
+                  "  %s left",
+          bar, epoch, p->epochs, examples, all, rate, running_cost, left_epoch, left_all);
+  fflush(stderr);
+  p->bar_visible = 1;
+}
+
 void cli_progress_start(cli_progress *p) {
   if (p->tty) draw_bar(p, NULL);
 }

@@ -1,13 +1,14 @@
 /*
  * progress.h - what `backprop train` shows while it works (on stderr).
  *
- * The library trains a whole epoch per bp_train_epoch call and offers no
- * callback inside it, so progress is reported at epoch boundaries:
  *   - always (unless --quiet) one line per epoch: costs, accuracy, time and
  *     examples per second;
- *   - on a terminal (isatty(stderr)) also a bar across the epochs under those
- *     lines, redrawn with '\r' after each epoch: epochs and examples done,
- *     examples/s, the running train cost, elapsed time and time left.
+ *   - on a terminal (isatty(stderr)) also a live bar under those lines,
+ *     redrawn with '\r' about a hundred times per epoch from the library's
+ *     progress callback (bp_train_epoch_ex): examples done in the epoch,
+ *     examples/s, the running train cost, and the time left in the epoch and
+ *     in the whole run. Off a terminal nothing is drawn inside an epoch, and
+ *     training runs without the callback (no extra device waits).
  */
 #ifndef BP_CLI_PROGRESS_H
 #define BP_CLI_PROGRESS_H
@@ -27,6 +28,11 @@ typedef struct cli_progress {
 void cli_progress_init(cli_progress *p, int quiet, int epochs, int examples_per_epoch);
 /* Draws the empty bar (terminals only) before the first epoch. */
 void cli_progress_start(cli_progress *p);
+/* On a terminal: redraws the bar for epoch `epoch` (1-based), of which
+ * `done` of `total` examples have taken their step, `elapsed` seconds into
+ * the epoch, with the running mean cost. */
+void cli_progress_batch(cli_progress *p, int epoch, int done, int total, float running_cost,
+                        double elapsed);
 /* Reports a finished epoch. */
 void cli_progress_epoch(cli_progress *p, const cli_epoch *e);
 /* Prints a line of text above the bar (not shown with --quiet). */

@@ -268,14 +268,15 @@ static void cpu_dataset_free(bp_dataset *data) {
 }
 
 static bp_status cpu_train_epoch(bp_network *net, const bp_dataset *data, int batch_size, float lr,
-                                 const int32_t *perm, double *cost_sum, int *skipped) {
+                                 const int32_t *perm, const bp_epoch_progress *progress,
+                                 double *cost_sum, int *skipped, int *examples_done) {
   bp_status st = ensure_capacity(net, batch_size);
   if (st != BP_OK) return st;
   cpu_net *c = net->impl;
   const cpu_data *d = data->impl;
   const size_t in = (size_t)data->n_in, out = (size_t)data->n_out;
   double sum = 0.0;
-  int skip = 0;
+  int skip = 0, done = 0, cost_examples = 0, batches = 0;
   for (int start = 0; start < data->n; start += batch_size) {
     const int bn = data->n - start < batch_size ? data->n - start : batch_size;
     for (int k = 0; k < bn; ++k) {
@@ -284,19 +285,26 @@ static bp_status cpu_train_epoch(bp_network *net, const bp_dataset *data, int ba
       memcpy(c->target + (size_t)k * out, d->Y + src * out, sizeof(float) * out);
     }
     double cost = backward_core(net, c->in, c->target, bn);
+    done += bn;
+    ++batches;
     if (!isfinite(cost)) {
       ++skip;
-      continue;
+    } else {
+      sum += cost * bn;
+      cost_examples += bn;
+      if (update_is_finite(c, net->n_params, lr))
+        apply_update(c, net->n_params, lr);
+      else
+        ++skip;
     }
-    sum += cost * bn;
-    if (!update_is_finite(c, net->n_params, lr)) {
-      ++skip;
-      continue;
-    }
-    apply_update(c, net->n_params, lr);
+    const int last = done == data->n;
+    if (progress && (batches % progress->every == 0 || last) &&
+        bp_epoch_report(progress, done, sum, cost_examples))
+      break;
   }
   *cost_sum = sum;
   *skipped = skip;
+  *examples_done = done;
   return BP_OK;
 }
 

@@ -576,7 +576,8 @@ static void cuda_dataset_free(bp_dataset *data) {
 /* ---- Training and evaluation on a data set ---------------------------------------- */
 
 static bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int batch_size, float lr,
-                                  const int32_t *perm, double *cost_sum, int *skipped) {
+                                  const int32_t *perm, const bp_epoch_progress *progress,
+                                  double *cost_sum, int *skipped, int *examples_done) {
   bp_context *ctx = net->ctx;
   cudaStream_t stream = ctx_state(ctx)->stream;
   bp_status st = cuda_enter(ctx);
@@ -600,6 +601,7 @@ static bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int b
    * mean is finite, else counts a skip), then the SGD check and update,
    * which do nothing when sc->cost is not finite or the update would
    * overflow a weight (counted as a skip too). */
+  int done = 0, batches = 0;
   for (int64_t start = 0; start < n; start += batch_size) {
     int bn = (int)((int64_t)n - start < batch_size ? (int64_t)n - start : batch_size);
     BP_LAUNCH_CHECK(ctx, bp_launch_gather(cd->X, cd->Y, data->n_in, data->n_out, cd->perm,
@@ -613,6 +615,16 @@ static bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int b
                                              &sc->update_bad, stream));
     BP_LAUNCH_CHECK(ctx, bp_launch_sgd(cn->params, cn->grads, net->n_params, lr, &sc->cost,
                                        &sc->update_bad, &sc->skipped, stream));
+    done = (int)(start + bn);
+    ++batches;
+    /* A progress report is the only wait inside the epoch: one copy of the
+     * scalars every progress->every batches, at the caller's choice. */
+    if (progress != NULL && (batches % progress->every == 0 || done == n)) {
+      cuda_scalars now;
+      BP_CUDA_CHECK(ctx, cudaMemcpyAsync(&now, sc, sizeof now, cudaMemcpyDeviceToHost, stream));
+      BP_CUDA_CHECK(ctx, cudaStreamSynchronize(stream));
+      if (bp_epoch_report(progress, done, now.cost_sum, done)) break;
+    }
   }
 
   cuda_scalars host;
@@ -620,6 +632,7 @@ static bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int b
   BP_CUDA_CHECK(ctx, cudaStreamSynchronize(stream));
   *cost_sum = host.cost_sum;
   *skipped = host.skipped;
+  *examples_done = done;
   return BP_OK;
 }
 
