@@ -24,7 +24,7 @@
  *     memcpy on the CPU), added to gemm_sum: floor = gemm_sum + bytes/copy.
  *   - launches per step on CUDA are counted analytically from the kernel
  *     sequence of src/cuda/cuda_backend.cu (the library's stream is private,
- *     so they cannot be captured from outside): custom kernels 4L + 5,
+ *     so they cannot be captured from outside): custom kernels 4L + 7,
  *     cuBLAS calls 3L - 1 (L weight layers). Keep launches_per_step() in
  *     step with that file.
  *   - TFLOP/s use the nominal 6 * B * sum(n_in * n_out) per step; the
@@ -161,7 +161,10 @@ static double elementwise_bytes(const config *c) {
  * hidden_error; SGD 1. */
 static void launches_per_step(const config *c, int *kernels, int *cublas_calls) {
   const int L = c->n_sizes - 1;
-  *kernels = 2 + L + 1 + 2 + 2 * L + (L - 1) + 1; /* = 4L + 5 */
+  /* gather 2, bias+sigmoid L, output error 1, cost 2, bias gradients 2L,
+   * hidden errors L - 1, the SGD overflow check 1 and its flag's 4-byte
+   * memset 1, SGD 1: 4L + 7 stream operations besides cuBLAS. */
+  *kernels = 2 + L + 1 + 2 + 2 * L + (L - 1) + 1 + 1 + 1; /* = 4L + 7 */
   *cublas_calls = L + L + (L - 1);                /* = 3L - 1 */
 }
 
@@ -780,7 +783,7 @@ static void write_header(FILE *f, const options *o, bp_context *ctx, int device)
             prop.major, prop.minor, drv, rt, cmaj, cmin, cpat);
     fprintf(f, "  \"launch_count_method\": \"analytic, from the kernel sequence of "
                "src/cuda/cuda_backend.cu (the library's stream is private): custom kernels "
-               "4L+5, cuBLAS calls 3L-1 per step; plus per epoch 1 H2D copy, 1 memset, 1 D2H "
+               "4L+7 (with the SGD guard's check and memset), cuBLAS calls 3L-1 per step; plus per epoch 1 H2D copy, 1 memset, 1 D2H "
                "copy\",\n");
   }
 #endif

@@ -304,7 +304,7 @@ bp_status bp_data_read_idx_dir(bp_context *ctx, const char *dir, bp_data **train
 typedef struct bp_csv_options {
   int label_column; /* default -1 */
   int n_targets;    /* default 0 */
-  int n_classes;    /* 0: max label + 1 */
+  int n_classes;    /* 0: max label + 1, at most 65536 (set it for more) */
 } bp_csv_options;
 void bp_csv_options_init(bp_csv_options *opt);
 bp_status bp_data_read_csv(bp_context *ctx, const char *path, const bp_csv_options *opt,

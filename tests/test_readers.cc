@@ -323,6 +323,19 @@ TEST_F(Readers, CsvMalformed) {
   DataHolder ok;
   ASSERT_EQ(csv("1,2\n", &ok.d), BP_OK) << error();
   EXPECT_EQ(ok.d->n_out, 3);  // max label + 1
+  // A few bytes must not buy gigabytes of one-hot targets: the data may name
+  // at most 65536 classes on their own (the fuzzer's 740-byte file asked for
+  // 2.8 GB through a label of 711111111); an explicit n_classes may say more.
+  expect_error(csv("1,711111111\n2,3\n", &d), BP_ERR_FORMAT, d, {"line 1", "0..65535"});
+  DataHolder top;
+  ASSERT_EQ(csv("1,65535\n", &top.d), BP_OK) << error();
+  EXPECT_EQ(top.d->n_out, 65536);
+  bp_csv_options many;
+  bp_csv_options_init(&many);
+  many.n_classes = 70000;
+  DataHolder wide;
+  ASSERT_EQ(csv("1,69999\n", &wide.d, &many), BP_OK) << error();
+  EXPECT_EQ(wide.d->n_out, 70000);
 }
 
 TEST_F(Readers, CsvFromFileNamesTheFile) {

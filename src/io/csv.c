@@ -17,8 +17,12 @@
 /* CSV text files are read whole; 16 GiB on 64-bit hosts is far beyond any
  * data set that fits the library's int example counts anyway. */
 #define CSV_MAX_BYTES ((size_t)1 << (sizeof(size_t) > 4 ? 34 : 30))
-/* Labels are parsed as floats, exact only up to 2^24. */
+/* Labels are parsed as floats, exact only up to 2^24. With n_classes left to
+ * the data (max label + 1), a hostile file could name class 16 million on a
+ * few lines and make the one-hot targets gigabytes (the fuzzer found that):
+ * the data then decide at most 65536 classes. */
 #define CSV_MAX_CLASSES (1L << 24)
+#define CSV_MAX_AUTO_CLASSES (1L << 16)
 
 void bp_csv_options_init(bp_csv_options *opt) {
   if (!opt) return;
@@ -173,8 +177,9 @@ static bp_status csv_run(void *arg) {
     }
     if (opt->n_targets == 0) {
       float v = vals[nvals - (size_t)ncols + (size_t)label_col];
-      long limit =
-          opt->n_classes > 0 && opt->n_classes < CSV_MAX_CLASSES ? opt->n_classes : CSV_MAX_CLASSES;
+      long limit = opt->n_classes > 0 ? (opt->n_classes < CSV_MAX_CLASSES ? opt->n_classes
+                                                                           : CSV_MAX_CLASSES)
+                                      : CSV_MAX_AUTO_CLASSES;
       if (!(v >= 0.0f) || v != floorf(v) || v >= (float)limit) {
         st = bp_error(ctx, BP_ERR_FORMAT,
                       "%s: line %ld: label %g in column %ld is not an integer class id in "
