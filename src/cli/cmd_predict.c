@@ -33,27 +33,10 @@ static void help(FILE *f) {
 
 int cli_cmd_predict(int argc, char **argv) {
   cli_model_data md;
-  cli_model_data_init(&md);
   int want_class = 0;
-  cli_args a;
-  cli_args_init(&a, CMD, argc, argv);
-  const char *v;
-  int id;
-  while ((id = cli_next_option(&a, options, &v)) != CLI_ARGS_END) {
-    if (id == CLI_ARGS_ERROR) return CLI_EXIT_USAGE;
-    if (id == CLI_ARGS_POSITIONAL) return cli_usage_error(CMD, "unexpected argument '%s'", v);
-    if (id == OPT_HELP) {
-      help(stdout);
-      return fflush(stdout) == 0 ? 0 : CLI_EXIT_FAILURE;
-    }
-    if (id == OPT_CLASS) {
-      want_class = 1;
-      continue;
-    }
-    if (cli_model_data_option(&a, id, v, &md) < 0) return CLI_EXIT_USAGE;
-  }
-  int code = cli_model_data_check(CMD, &md);
-  if (code) return code;
+  int code = cli_model_data_parse(CMD, argc, argv, options, OPT_HELP, help, OPT_CLASS, &want_class,
+                                  &md);
+  if (code >= 0) return code;
 
   bp_context *ctx;
   bp_network *net;

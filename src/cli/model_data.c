@@ -73,3 +73,28 @@ int cli_model_data_load(const char *cmd, const cli_model_data *md, int check_out
   }
   return code;
 }
+
+int cli_model_data_parse(const char *cmd, int argc, char **argv, const cli_option *options,
+                         int help_id, void (*help)(FILE *), int flag_id, int *flag,
+                         cli_model_data *md) {
+  cli_model_data_init(md);
+  cli_args a;
+  cli_args_init(&a, cmd, argc, argv);
+  const char *v;
+  int id;
+  while ((id = cli_next_option(&a, options, &v)) != CLI_ARGS_END) {
+    if (id == CLI_ARGS_ERROR) return CLI_EXIT_USAGE;
+    if (id == CLI_ARGS_POSITIONAL) return cli_usage_error(cmd, "unexpected argument '%s'", v);
+    if (id == help_id) {
+      help(stdout);
+      return fflush(stdout) == 0 ? 0 : CLI_EXIT_FAILURE;
+    }
+    if (id == flag_id) {
+      *flag = 1;
+      continue;
+    }
+    if (cli_model_data_option(&a, id, v, md) < 0) return CLI_EXIT_USAGE;
+  }
+  int code = cli_model_data_check(cmd, md);
+  return code ? code : -1;
+}

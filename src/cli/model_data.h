@@ -5,6 +5,8 @@
 #ifndef BP_CLI_MODEL_DATA_H
 #define BP_CLI_MODEL_DATA_H
 
+#include <stdio.h>
+
 #include "args.h"
 #include "backprop.h"
 #include "data.h"
@@ -50,6 +52,13 @@ void cli_model_data_init(cli_model_data *md);
 /* Handles one of the MD_OPT_* options: 0 done, -1 bad value (usage error
  * printed), 1 not one of them. */
 int cli_model_data_option(cli_args *a, int id, const char *value, cli_model_data *md);
+/* The whole command line of eval and predict: the MD_OPT_* options, help_id
+ * (prints help to stdout) and one flag of the command's own (flag_id sets
+ * *flag to 1); then the check below. Returns -1 to go on, or the exit code
+ * to return (0 after --help, CLI_EXIT_USAGE after a usage error). */
+int cli_model_data_parse(const char *cmd, int argc, char **argv, const cli_option *options,
+                         int help_id, void (*help)(FILE *), int flag_id, int *flag,
+                         cli_model_data *md);
 /* After parsing: --model and --data are required. 0 or CLI_EXIT_USAGE. */
 int cli_model_data_check(const char *cmd, const cli_model_data *md);
 /* Creates the context, loads the model and reads the data (CSV labels
