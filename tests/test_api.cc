@@ -279,3 +279,89 @@ INSTANTIATE_TEST_SUITE_P(Backends, ApiChecks, testing::Values(BP_BACKEND_CPU, BP
                          tu::backend_label);
 
 }  // namespace
+
+namespace {
+
+// Status discipline, exhaustively: every public entry point given NULL where
+// it takes a pointer returns a status (no crash), leaves *out NULL, and the
+// queries answer with their documented "no object" values.
+TEST(Api, EveryEntryPointRejectsNull) {
+  tu::Ctx ctx;
+  ASSERT_EQ(bp_context_create(BP_BACKEND_CPU, 0, &ctx.ctx), BP_OK);
+  const int sizes[] = {2, 3, 1};
+  tu::Net net;
+  ASSERT_EQ(bp_network_create(ctx, 3, sizes, 1, &net.net), BP_OK);
+  const float X[] = {0.1f, 0.2f}, Y[] = {0.7f};
+  float f = 0, out[1];
+  void *const sentinel = reinterpret_cast<void *>(0x1);
+  const bp_status bad = BP_ERR_INVALID_ARGUMENT;
+
+  EXPECT_EQ(bp_context_backend(nullptr), BP_BACKEND_AUTO);
+  EXPECT_STRNE(bp_context_last_error(nullptr), "");
+  EXPECT_STREQ(bp_backend_name((bp_backend)42), "unknown");
+  bp_network_desc_init(nullptr, 3, sizes, 1);  // no crash
+
+  bp_network *n_out = static_cast<bp_network *>(sentinel);
+  EXPECT_EQ(bp_network_create_ex(ctx, nullptr, &n_out), bad);
+  EXPECT_EQ(n_out, nullptr);
+  EXPECT_EQ(bp_network_create_ex(nullptr, nullptr, nullptr), bad);
+  EXPECT_EQ(bp_network_n_layers(nullptr), -1);
+  EXPECT_EQ(bp_network_size(nullptr, 0), -1);
+  EXPECT_EQ(bp_network_parameter_count(nullptr), 0u);
+  EXPECT_EQ(bp_network_context(nullptr), nullptr);
+  EXPECT_EQ(bp_network_get_layer(nullptr, 0, out, out), bad);
+  EXPECT_EQ(bp_network_set_layer(nullptr, 0, X, Y), bad);
+  EXPECT_EQ(bp_network_get_gradient(nullptr, 0, out, out), bad);
+  EXPECT_EQ(bp_backward(nullptr, X, Y, 1, &f), bad);
+  EXPECT_EQ(bp_backward(net, nullptr, Y, 1, &f), bad);
+  EXPECT_EQ(bp_sgd_step(nullptr, 0.1f), bad);
+  EXPECT_EQ(bp_train_batch(nullptr, X, Y, 1, 0.1f, &f), bad);
+  EXPECT_EQ(bp_train_batch(net, X, nullptr, 1, 0.1f, &f), bad);
+
+  bp_dataset *d_out = static_cast<bp_dataset *>(sentinel);
+  EXPECT_EQ(bp_dataset_create(nullptr, 1, 2, 1, X, Y, &d_out), bad);
+  EXPECT_EQ(d_out, nullptr);
+  EXPECT_EQ(bp_dataset_create(ctx, 1, 2, 1, X, Y, nullptr), bad);
+  EXPECT_EQ(bp_dataset_size(nullptr), -1);
+  EXPECT_EQ(bp_dataset_n_in(nullptr), -1);
+  EXPECT_EQ(bp_dataset_n_out(nullptr), -1);
+  EXPECT_EQ(bp_train_epoch(nullptr, nullptr, 1, 0.1f, 1, &f), bad);
+  EXPECT_EQ(bp_train_epoch_ex(nullptr, nullptr, 1, 0.1f, 1, &f, nullptr, nullptr, 1), bad);
+  EXPECT_EQ(bp_evaluate(nullptr, nullptr, &f, &f), bad);
+  EXPECT_EQ(bp_evaluate(net, nullptr, &f, &f), bad);
+
+  EXPECT_EQ(bp_network_save(nullptr, "/tmp/x.safetensors"), bad);
+  EXPECT_EQ(bp_network_save(net, nullptr), bad);
+  EXPECT_EQ(bp_network_save_ex(net, "/tmp/x.safetensors", 1, nullptr, nullptr), bad);
+  EXPECT_EQ(bp_network_load(ctx, nullptr, &n_out), bad);
+  EXPECT_EQ(bp_network_load_weights(net, nullptr), bad);
+  bp_model_info *info = static_cast<bp_model_info *>(sentinel);
+  EXPECT_EQ(bp_model_info_read(ctx, nullptr, &info), bad);
+  EXPECT_EQ(info, nullptr);
+  EXPECT_EQ(bp_model_info_read(nullptr, "/tmp/x", &info), bad);
+  bp_model_info_free(nullptr);
+
+  bp_data *data = static_cast<bp_data *>(sentinel);
+  EXPECT_EQ(bp_data_read_idx(ctx, nullptr, "/tmp/labels", &data), bad);
+  EXPECT_EQ(data, nullptr);
+  data = static_cast<bp_data *>(sentinel);
+  EXPECT_EQ(bp_data_parse_idx(ctx, nullptr, 10, nullptr, 10, "x", &data), bad);
+  EXPECT_EQ(data, nullptr);
+  bp_data *test = static_cast<bp_data *>(sentinel);
+  EXPECT_EQ(bp_data_read_idx_dir(ctx, nullptr, &data, &test), bad);
+  EXPECT_EQ(test, nullptr);
+  bp_csv_options_init(nullptr);  // no crash
+  EXPECT_EQ(bp_data_read_csv(ctx, nullptr, nullptr, &data), bad);
+  EXPECT_EQ(bp_data_parse_csv(ctx, nullptr, 4, "x", nullptr, &data), bad);
+  EXPECT_EQ(bp_data_read_fann(ctx, nullptr, &data), bad);
+  EXPECT_EQ(bp_data_parse_fann(ctx, nullptr, 4, "x", &data), bad);
+  EXPECT_EQ(bp_data_parse_fann(nullptr, "1 1 1\n0\n1\n", 10, "x", nullptr), bad);
+  bp_data_free(nullptr);
+  EXPECT_EQ(bp_debug_fail_allocation(nullptr, 1), bad);
+  EXPECT_EQ(bp_debug_inject_device_fault(nullptr), bad);
+
+  // After all of that the network still trains.
+  EXPECT_EQ(bp_train_batch(net, X, Y, 1, 0.5f, &f), BP_OK);
+}
+
+}  // namespace
