@@ -18,6 +18,7 @@ typedef struct cpu_net {
   float **a;     /* a[i]: activations of weight layer i, s[i+1] x cap */
   float *delta;  /* two error buffers, max_width x cap each */
   float *delta2;
+  double *db_acc; /* max_width: bias-gradient row sums */
   float *in;     /* gathered inputs for train_epoch, s[0] x cap */
   float *target; /* gathered targets, s[L] x cap */
 } cpu_net;
@@ -54,6 +55,8 @@ static void free_workspace(bp_network *net, cpu_net *c) {
   free(c->delta2);
   free(c->in);
   free(c->target);
+  free(c->db_acc);
+  c->db_acc = NULL;
   c->z = c->a = NULL;
   c->delta = c->delta2 = c->in = c->target = NULL;
   c->cap = 0;
@@ -85,6 +88,8 @@ static bp_status ensure_capacity(bp_network *net, int n) {
   if (!(fresh.in = cpu_alloc(ctx, (size_t)net->sizes[0] * n, sizeof(float), "batch inputs")))
     goto fail;
   if (!(fresh.target = cpu_alloc(ctx, (size_t)net->sizes[L] * n, sizeof(float), "batch targets")))
+    goto fail;
+  if (!(fresh.db_acc = cpu_alloc(ctx, (size_t)net->max_width, sizeof(double), "bias sums")))
     goto fail;
   fresh.params = c->params;
   fresh.grads = c->grads;
@@ -137,6 +142,18 @@ static bp_status cpu_read_grads(const bp_network *net, size_t offset, size_t cou
   return BP_OK;
 }
 
+/* db[j] = (1/n) sum_k delta[j + k w], summed in double in k order for each
+ * j. Walked in memory order (example by example, a row of sums at a time), so
+ * each cache line of delta is read once rather than once per row. */
+static void bias_gradient(const float *delta, int w, int n, double *acc, float *db) {
+  for (int j = 0; j < w; ++j) acc[j] = 0.0;
+  for (int k = 0; k < n; ++k) {
+    const float *col = delta + (size_t)k * w;
+    for (int j = 0; j < w; ++j) acc[j] += col[j];
+  }
+  for (int j = 0; j < w; ++j) db[j] = (float)(acc[j] / (double)n);
+}
+
 /* Forward over n examples whose inputs A0 are s[0] x n column-major. */
 static void forward_core(bp_network *net, const float *A0, int n) {
   cpu_net *c = net->impl;
@@ -167,8 +184,8 @@ static double backward_core(bp_network *net, const float *A0, const float *Y, in
   const int out = net->sizes[L];
   const size_t count = (size_t)out * (size_t)n;
   const float *aL = c->a[L - 1], *zL = c->z[L - 1];
-  double cost = 0.0;
   float *delta = c->delta, *spare = c->delta2;
+  double cost = 0.0;
   for (size_t e = 0; e < count; ++e) {
     cost += bp_cost_term(aL[e], Y[e]);
     delta[e] = bp_output_error(aL[e], Y[e], zL[e]);
@@ -180,12 +197,7 @@ static double backward_core(bp_network *net, const float *A0, const float *Y, in
     const float *prev = i == 0 ? A0 : c->a[i - 1];
     /* dW_i^T (in x w, column-major) = A_i Delta_i^T / n. */
     bp_cpu_sgemm(0, 1, in, w, n, inv_n, prev, in, delta, w, 0.0f, c->grads + net->w_offset[i], in);
-    float *db = c->grads + net->b_offset[i];
-    for (int j = 0; j < w; ++j) {
-      double s = 0.0;
-      for (int k = 0; k < n; ++k) s += delta[(size_t)k * w + j];
-      db[j] = (float)(s / (double)n);
-    }
+    bias_gradient(delta, w, n, c->db_acc, c->grads + net->b_offset[i]);
     if (i > 0) {
       /* G = W_i^T Delta_i (in x n), then Delta_{i-1} = G * sigma'(z_{i-1}). */
       const float *W = c->params + net->w_offset[i];
