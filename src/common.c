@@ -46,6 +46,15 @@ void bp_clear_error(bp_context *ctx) {
   if (ctx) ctx->last_error[0] = '\0';
 }
 
+bp_status bp_check_context(bp_context *ctx) {
+  if (ctx->failed)
+    return bp_error(ctx, BP_ERR_DEVICE,
+                    "the CUDA context hit a sticky device fault earlier and is unusable; "
+                    "the process must restart to use the GPU again");
+  bp_clear_error(ctx);
+  return BP_OK;
+}
+
 int bp_all_finite(const float *x, size_t count) {
   /* Accumulating x*0 turns any NaN/Inf into NaN, without a branch per element. */
   float acc = 0.0f;

@@ -8,11 +8,8 @@ bp_status bp_dataset_create(bp_context *ctx, int n, int n_in, int n_out, const f
                             const float *Y, bp_dataset **out) {
   if (out) *out = NULL;
   if (!ctx) return BP_ERR_INVALID_ARGUMENT;
-  if (ctx->failed)
-    return bp_error(ctx, BP_ERR_DEVICE,
-                    "the CUDA context hit a sticky device fault earlier and is unusable; "
-                    "the process must restart to use the GPU again");
-  bp_clear_error(ctx);
+  bp_status st = bp_check_context(ctx);
+  if (st != BP_OK) return st;
   if (!out || !X || !Y)
     return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_dataset_create: out, X or Y is NULL");
   if (n <= 0 || n > BP_MAX_DIM || n_in <= 0 || n_in > BP_MAX_DIM || n_out <= 0 ||
@@ -30,7 +27,7 @@ bp_status bp_dataset_create(bp_context *ctx, int n, int n_in, int n_out, const f
   data->n = n;
   data->n_in = n_in;
   data->n_out = n_out;
-  bp_status st = ctx->ops->dataset_init(data, X, Y);
+  st = ctx->ops->dataset_init(data, X, Y);
   if (st != BP_OK) {
     free(data);
     return st;
@@ -52,11 +49,8 @@ int bp_dataset_n_out(const bp_dataset *data) { return data ? data->n_out : -1; }
 /* Net and data must share a context and agree on widths. */
 static bp_status check_pair(bp_network *net, const bp_dataset *data, const char *fn) {
   bp_context *ctx = net->ctx;
-  if (ctx->failed)
-    return bp_error(ctx, BP_ERR_DEVICE,
-                    "the CUDA context hit a sticky device fault earlier and is unusable; "
-                    "the process must restart to use the GPU again");
-  bp_clear_error(ctx);
+  bp_status st = bp_check_context(ctx);
+  if (st != BP_OK) return st;
   if (!data) return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "%s: data is NULL", fn);
   if (data->ctx != ctx)
     return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,

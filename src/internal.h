@@ -133,6 +133,10 @@ bp_status bp_error(bp_context *ctx, bp_status status, const char *fmt, ...)
 #endif
     ;
 void bp_clear_error(bp_context *ctx);
+/* The entry check of every call that works on ctx: a context poisoned by a
+ * sticky device fault refuses all work (BP_ERR_DEVICE); otherwise the last
+ * error is cleared and BP_OK returned. ctx must not be NULL. */
+bp_status bp_check_context(bp_context *ctx);
 
 /* 1 if all count floats are finite. */
 int bp_all_finite(const float *x, size_t count);

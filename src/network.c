@@ -7,16 +7,6 @@
 
 #include "internal.h"
 
-/* Common entry check: a poisoned context refuses all work. */
-static bp_status check_context(bp_context *ctx) {
-  if (ctx->failed)
-    return bp_error(ctx, BP_ERR_DEVICE,
-                    "the CUDA context hit a sticky device fault earlier and is unusable; "
-                    "the process must restart to use the GPU again");
-  bp_clear_error(ctx);
-  return BP_OK;
-}
-
 void bp_network_desc_init(bp_network_desc *desc, int n_sizes, const int *sizes, uint64_t seed) {
   if (!desc) return;
   memset(desc, 0, sizeof *desc);
@@ -67,7 +57,7 @@ static bp_status initialize_parameters(bp_network *net, uint64_t seed) {
 bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_network **out) {
   if (out) *out = NULL;
   if (!ctx) return BP_ERR_INVALID_ARGUMENT;
-  bp_status st = check_context(ctx);
+  bp_status st = bp_check_context(ctx);
   if (st != BP_OK) return st;
   if (!out || !desc)
     return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_create: out or desc is NULL");
@@ -189,7 +179,7 @@ static bp_status check_layer(const bp_network *net, int layer, const char *fn) {
 
 bp_status bp_network_get_layer(const bp_network *net, int layer, float *W, float *b) {
   if (!net) return BP_ERR_INVALID_ARGUMENT;
-  bp_status st = check_context(net->ctx);
+  bp_status st = bp_check_context(net->ctx);
   if (st == BP_OK) st = check_layer(net, layer, "bp_network_get_layer");
   if (st != BP_OK) return st;
   const size_t nw = (size_t)net->sizes[layer] * (size_t)net->sizes[layer + 1];
@@ -201,7 +191,7 @@ bp_status bp_network_get_layer(const bp_network *net, int layer, float *W, float
 
 bp_status bp_network_set_layer(bp_network *net, int layer, const float *W, const float *b) {
   if (!net) return BP_ERR_INVALID_ARGUMENT;
-  bp_status st = check_context(net->ctx);
+  bp_status st = bp_check_context(net->ctx);
   if (st == BP_OK) st = check_layer(net, layer, "bp_network_set_layer");
   if (st != BP_OK) return st;
   const size_t nw = (size_t)net->sizes[layer] * (size_t)net->sizes[layer + 1];
@@ -217,7 +207,7 @@ bp_status bp_network_set_layer(bp_network *net, int layer, const float *W, const
 
 bp_status bp_network_get_gradient(const bp_network *net, int layer, float *dW, float *db) {
   if (!net) return BP_ERR_INVALID_ARGUMENT;
-  bp_status st = check_context(net->ctx);
+  bp_status st = bp_check_context(net->ctx);
   if (st == BP_OK) st = check_layer(net, layer, "bp_network_get_gradient");
   if (st != BP_OK) return st;
   const size_t nw = (size_t)net->sizes[layer] * (size_t)net->sizes[layer + 1];
@@ -245,7 +235,7 @@ static bp_status check_batch(bp_network *net, const float *X, const float *Y, in
 
 bp_status bp_forward(bp_network *net, const float *X, int n, float *out) {
   if (!net) return BP_ERR_INVALID_ARGUMENT;
-  bp_status st = check_context(net->ctx);
+  bp_status st = bp_check_context(net->ctx);
   if (st != BP_OK) return st;
   if (!out) return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT, "bp_forward: out is NULL");
   st = check_batch(net, X, NULL, n, "bp_forward");
@@ -255,7 +245,7 @@ bp_status bp_forward(bp_network *net, const float *X, int n, float *out) {
 
 bp_status bp_backward(bp_network *net, const float *X, const float *Y, int n, float *cost) {
   if (!net) return BP_ERR_INVALID_ARGUMENT;
-  bp_status st = check_context(net->ctx);
+  bp_status st = bp_check_context(net->ctx);
   if (st != BP_OK) return st;
   if (!Y) return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT, "bp_backward: Y is NULL");
   st = check_batch(net, X, Y, n, "bp_backward");
@@ -270,7 +260,7 @@ bp_status bp_backward(bp_network *net, const float *X, const float *Y, int n, fl
 
 bp_status bp_sgd_step(bp_network *net, float learning_rate) {
   if (!net) return BP_ERR_INVALID_ARGUMENT;
-  bp_status st = check_context(net->ctx);
+  bp_status st = bp_check_context(net->ctx);
   if (st != BP_OK) return st;
   if (!isfinite(learning_rate))
     return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT, "bp_sgd_step: learning rate is not finite");
@@ -280,7 +270,7 @@ bp_status bp_sgd_step(bp_network *net, float learning_rate) {
 bp_status bp_train_batch(bp_network *net, const float *X, const float *Y, int n,
                          float learning_rate, float *cost) {
   if (!net) return BP_ERR_INVALID_ARGUMENT;
-  bp_status st = check_context(net->ctx);
+  bp_status st = bp_check_context(net->ctx);
   if (st != BP_OK) return st;
   if (!isfinite(learning_rate))
     return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT,
