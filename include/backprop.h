@@ -39,10 +39,10 @@ extern "C" {
 
 /* ---- Version ------------------------------------------------------------ */
 #define BP_VERSION_MAJOR 0
-#define BP_VERSION_MINOR 1
+#define BP_VERSION_MINOR 2
 #define BP_VERSION_PATCH 0
 #define BP_VERSION_NUMBER (BP_VERSION_MAJOR * 10000 + BP_VERSION_MINOR * 100 + BP_VERSION_PATCH)
-#define BP_VERSION_STRING "0.1.0"
+#define BP_VERSION_STRING "0.2.0"
 
 /* Version of the library actually linked, as BP_VERSION_NUMBER computes it.
  * Compare with BP_VERSION_NUMBER to detect a header/library mismatch. */
@@ -110,7 +110,22 @@ typedef enum bp_activation { BP_ACTIVATION_SIGMOID = 0 } bp_activation;
 typedef enum bp_cost { BP_COST_QUADRATIC = 0 } bp_cost;
 typedef enum bp_optimizer { BP_OPTIMIZER_SGD = 0 } bp_optimizer;
 
-#define BP_NETWORK_DESC_VERSION 1
+/* Precision of the three matrix products per layer (forward, error
+ * propagation, weight gradient). Everything else (weights, biases,
+ * activations, errors, gradients, the update, the reductions) is float32 in
+ * every mode. Values are stable. See "Execution options" below. */
+typedef enum bp_math_mode {
+  BP_MATH_FP32 = 0, /* exact float32 products (cuBLAS pedantic math); the default */
+  BP_MATH_TF32 = 1, /* inputs rounded to TF32 (8-bit exponent, 10-bit mantissa), float32
+                       accumulation: tensor cores on Ampere and later */
+  BP_MATH_BF16 = 2  /* inputs rounded to bfloat16 (7-bit mantissa), float32 accumulation;
+                       float32 master weights */
+} bp_math_mode;
+
+/* Version 2 appended math, deterministic and cuda_graphs. A version-1 desc
+ * (the first five members up to optimizer, with struct_size covering them)
+ * is still accepted and gets their defaults. */
+#define BP_NETWORK_DESC_VERSION 2
 /* Versioned description for bp_network_create_ex: set struct_size to
  * sizeof(bp_network_desc) and version to BP_NETWORK_DESC_VERSION; fields are
  * only ever appended. Initialize with bp_network_desc_init. */
@@ -123,10 +138,15 @@ typedef struct bp_network_desc {
   const bp_activation *activations; /* n_sizes-1 entries, or NULL for sigmoid everywhere */
   bp_cost cost;
   bp_optimizer optimizer;
+  /* version 2 */
+  bp_math_mode math;                /* default BP_MATH_FP32 */
+  int deterministic;                /* default 1; see bp_network_set_deterministic */
+  int cuda_graphs;                  /* default 0; see bp_network_set_cuda_graphs */
 } bp_network_desc;
 
-/* Fills desc with defaults (sigmoid, quadratic cost, SGD) and sets
- * struct_size/version. sizes are borrowed and must outlive the create call. */
+/* Fills desc with defaults (sigmoid, quadratic cost, SGD, float32 math,
+ * deterministic, no CUDA graphs) and sets struct_size/version. sizes are
+ * borrowed and must outlive the create call. */
 void bp_network_desc_init(bp_network_desc *desc, int n_sizes, const int *sizes, uint64_t seed);
 
 /* Creates a network with n_sizes layer widths, sigmoid on every layer and the
@@ -162,6 +182,49 @@ bp_status bp_network_get_layer(const bp_network *net, int layer, float *W, float
  * Non-finite values are BP_ERR_NUMERIC and change nothing. */
 bp_status bp_network_set_layer(bp_network *net, int layer, const float *W, const float *b);
 
+/* ---- Execution options ----------------------------------------------------
+ * Per network; they change how the work is done, never the math of the
+ * contract above. They may be changed between any two calls. */
+
+/* Name of a math mode: "fp32", "tf32" or "bf16"; "unknown" otherwise.
+ * Static storage. */
+const char *bp_math_mode_name(bp_math_mode mode);
+/* Parses "fp32", "tf32" or "bf16" (as bp_math_mode_name prints them) into
+ * *mode. BP_ERR_INVALID_ARGUMENT for anything else (then *mode is unchanged). */
+bp_status bp_math_mode_parse(const char *name, bp_math_mode *mode);
+
+/* Selects the precision of the products (bp_math_mode). On CUDA, TF32 and
+ * BF16 use tensor cores (TF32 needs compute capability 8.0 or later; on an
+ * older device the call returns BP_ERR_UNSUPPORTED and the mode stays). On
+ * the CPU backend TF32 and BF16 are emulated: the products' inputs are
+ * rounded to nearest-even to the reduced precision and the products run in
+ * float32, so the accuracy of a mode can be studied without a GPU (it is
+ * slower than FP32 there, never faster). An unknown mode is
+ * BP_ERR_INVALID_ARGUMENT. The accuracy of each mode against FP32 is
+ * documented in the README ("Math modes"). */
+bp_status bp_network_set_math_mode(bp_network *net, bp_math_mode mode);
+/* The current math mode (BP_MATH_FP32 for NULL). */
+bp_math_mode bp_network_math_mode(const bp_network *net);
+
+/* Deterministic mode (on = 1, the default): two runs from the same seed on
+ * the same device and library version give bit-identical weights and costs.
+ * Every reduction of the library is deterministic in any mode (fixed grids,
+ * fixed order, no floating-point atomics); this switch fixes the products'
+ * algorithms too: on CUDA, off (0) lets cuBLASLt pick split-K algorithms
+ * whose partial sums are combined in an order that may vary from run to run,
+ * which can be faster for products with a long inner dimension (the weight
+ * gradient at large batches). The CPU backend is deterministic either way. */
+bp_status bp_network_set_deterministic(bp_network *net, int on);
+int bp_network_deterministic(const bp_network *net);
+
+/* CUDA graphs (on = 1; default 0): the CUDA backend captures the work of a
+ * training step (bp_train_epoch, bp_train_epoch_host) and of a forward pass
+ * (bp_evaluate) once per batch shape and replays it, so a step costs one
+ * launch on the host instead of one per kernel. Results are bit-identical
+ * either way. The CPU backend accepts and ignores the switch. */
+bp_status bp_network_set_cuda_graphs(bp_network *net, int on);
+int bp_network_cuda_graphs(const bp_network *net);
+
 /* ---- Training on host arrays ---------------------------------------------
  * Host arrays, row-major: X is n x s[0], Y and out are n x s[L]. NaN or Inf
  * in X or Y returns BP_ERR_NUMERIC before anything is computed. */
@@ -184,6 +247,42 @@ bp_status bp_sgd_step(bp_network *net, float learning_rate);
  * they were, and BP_ERR_NUMERIC is returned. */
 bp_status bp_train_batch(bp_network *net, const float *X, const float *Y, int n,
                          float learning_rate, float *cost);
+
+/* ---- Data already on the GPU -----------------------------------------------
+ * For host applications whose data lives in device memory. X, Y and out are
+ * device pointers (on the context's device) with the layout of the host
+ * calls (row-major: X is n x s[0], Y and out n x s[L]); cost, when not NULL,
+ * is a device pointer to one float that receives the batch's mean cost.
+ * stream is a cudaStream_t the caller owns (NULL: the legacy default
+ * stream); the declaration below needs no CUDA header, and a cudaStream_t
+ * converts to it as is.
+ *
+ * Ordering: the work starts after everything queued on `stream` before the
+ * call, and everything queued on `stream` after the call starts after the
+ * work (the library joins its own stream to the caller's with events). The
+ * call returns once the work is queued, without waiting for it: X and Y must
+ * stay valid, and out/cost unread, until `stream` reaches that point.
+ * Errors in the arguments and launch errors are returned at once; a device
+ * fault surfaces in a later call. Device inputs are not scanned for NaN: a
+ * non-finite cost skips the update on the device (as in bp_train_epoch), and
+ * the cost written says so.
+ *
+ * These calls need the CUDA backend: the CPU backend and builds without CUDA
+ * return BP_ERR_UNSUPPORTED. Threads: as for every call on the network. */
+typedef struct CUstream_st *bp_cuda_stream;
+
+/* Forward pass of n examples; out receives the output activations. */
+bp_status bp_forward_device(bp_network *net, const float *X, int n, float *out,
+                            bp_cuda_stream stream);
+/* Forward and backward pass; the gradients stay in the network as after
+ * bp_backward. cost may be NULL. */
+bp_status bp_backward_device(bp_network *net, const float *X, const float *Y, int n, float *cost,
+                             bp_cuda_stream stream);
+/* bp_backward_device then the SGD update, decided on the device: a batch
+ * whose cost is not finite, or whose update would make a weight non-finite,
+ * leaves the weights unchanged. lr must be finite. cost may be NULL. */
+bp_status bp_train_batch_device(bp_network *net, const float *X, const float *Y, int n,
+                                float learning_rate, float *cost, bp_cuda_stream stream);
 
 /* ---- Data sets in backend memory ----------------------------------------- */
 typedef struct bp_dataset bp_dataset;
@@ -228,6 +327,18 @@ typedef int (*bp_progress_fn)(void *user, int examples_done, int examples_total,
 bp_status bp_train_epoch_ex(bp_network *net, const bp_dataset *data, int batch_size,
                             float learning_rate, uint64_t shuffle_seed, float *mean_cost,
                             bp_progress_fn progress, void *user, int every);
+/* One epoch, exactly as bp_train_epoch (the same permutation from
+ * shuffle_seed, the same batches, the same skipping rules, bit-identical
+ * results), but reading the examples from host arrays (X: n x n_in, Y:
+ * n x n_out, row-major) batch by batch instead of from a bp_dataset: for data
+ * sets too large for device memory, or that change between epochs. On CUDA
+ * each batch is gathered on the host into pinned memory and copied on a
+ * second stream while the previous batch computes (double buffering), so the
+ * copies hide behind the compute when the network is large enough. X and Y
+ * are scanned for NaN/Inf first (BP_ERR_NUMERIC, nothing trained). */
+bp_status bp_train_epoch_host(bp_network *net, const float *X, const float *Y, int n,
+                              int batch_size, float learning_rate, uint64_t shuffle_seed,
+                              float *mean_cost);
 /* Mean cost and accuracy over the data set. Accuracy is the fraction of
  * examples whose largest output is at the index of the largest target (first
  * index on ties); with one output, both on the same side of 0.5. Either out

@@ -63,6 +63,18 @@ static bp_status check_pair(bp_network *net, const bp_dataset *data, const char 
   return BP_OK;
 }
 
+void bp_epoch_permutation(int32_t *perm, int n, uint64_t shuffle_seed) {
+  for (int i = 0; i < n; ++i) perm[i] = i;
+  bp_rng rng;
+  bp_rng_seed(&rng, shuffle_seed);
+  for (int i = n - 1; i > 0; --i) { /* Fisher-Yates */
+    int j = (int)bp_rng_below(&rng, (uint64_t)i + 1);
+    int32_t t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+}
+
 int bp_epoch_report(const bp_epoch_progress *p, int done, double cost_sum, int cost_examples) {
   const float running = cost_examples > 0 ? (float)(cost_sum / (double)cost_examples) : 0.0f;
   return p->fn(p->user, done, p->total, running) != 0;
@@ -87,15 +99,7 @@ bp_status bp_train_epoch_ex(bp_network *net, const bp_dataset *data, int batch_s
 
   int32_t *perm = malloc(sizeof(int32_t) * (size_t)data->n);
   if (!perm) return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "bp_train_epoch: out of host memory");
-  for (int i = 0; i < data->n; ++i) perm[i] = i;
-  bp_rng rng;
-  bp_rng_seed(&rng, shuffle_seed);
-  for (int i = data->n - 1; i > 0; --i) { /* Fisher-Yates */
-    int j = (int)bp_rng_below(&rng, (uint64_t)i + 1);
-    int32_t t = perm[i];
-    perm[i] = perm[j];
-    perm[j] = t;
-  }
+  bp_epoch_permutation(perm, data->n, shuffle_seed);
   bp_epoch_progress report = {progress, user, every, data->n};
   double cost_sum = 0.0;
   int skipped = 0, done = data->n;

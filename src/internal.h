@@ -75,6 +75,13 @@ struct bp_network {
   size_t n_params;
   int max_width;
   int has_grads;        /* a backward pass has filled grads */
+  /* Execution options (backprop.h "Execution options"). options_serial
+   * changes whenever one of them does, so a backend can key caches (cuBLASLt
+   * plans, captured graphs) on it. */
+  bp_math_mode math;
+  int deterministic;
+  int cuda_graphs;
+  unsigned options_serial;
   void *impl;           /* backend buffers */
 };
 
@@ -122,7 +129,31 @@ struct bp_backend_ops {
   /* *cost_sum = sum of per-example costs, *correct = examples classified right. */
   bp_status (*evaluate)(bp_network *net, const bp_dataset *data, double *cost_sum,
                         int64_t *correct);
+
+  /* bp_train_epoch_host: as train_epoch (no progress), but the examples come
+   * from the row-major host arrays X (n x s[0]) and Y (n x s[L]). */
+  bp_status (*train_epoch_host)(bp_network *net, const float *X, const float *Y, int n,
+                                int batch_size, float lr, const int32_t *perm, double *cost_sum,
+                                int *skipped);
+
+  /* Optional members: NULL where the backend has no such thing. */
+
+  /* Called by bp_network_set_math_mode before the mode changes; refuses a
+   * mode the device cannot run (BP_ERR_UNSUPPORTED). NULL: every mode is fine. */
+  bp_status (*check_math_mode)(bp_network *net, bp_math_mode mode);
+  /* The device-pointer calls (backprop.h "Data already on the GPU"); stream
+   * is the caller's cudaStream_t. NULL: BP_ERR_UNSUPPORTED. */
+  bp_status (*forward_device)(bp_network *net, const float *X, int n, float *out, void *stream);
+  bp_status (*backward_device)(bp_network *net, const float *X, const float *Y, int n,
+                               float *cost, void *stream);
+  bp_status (*train_batch_device)(bp_network *net, const float *X, const float *Y, int n,
+                                  float lr, float *cost, void *stream);
 };
+
+/* The epoch permutation of bp_train_epoch: perm[0..n) = 0..n-1 shuffled by
+ * Fisher-Yates from shuffle_seed. Shared by bp_train_epoch_host so both
+ * calls visit the examples in the same order. */
+void bp_epoch_permutation(int32_t *perm, int n, uint64_t shuffle_seed);
 
 /* ---- Shared helpers (src/common.c) ---- */
 

@@ -2,6 +2,7 @@
  * calls. Everything here is backend-independent; the work goes through
  * net->ctx->ops. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,9 @@ void bp_network_desc_init(bp_network_desc *desc, int n_sizes, const int *sizes, 
   desc->activations = NULL;
   desc->cost = BP_COST_QUADRATIC;
   desc->optimizer = BP_OPTIMIZER_SGD;
+  desc->math = BP_MATH_FP32;
+  desc->deterministic = 1;
+  desc->cuda_graphs = 0;
 }
 
 static void network_free_host(bp_network *net) {
@@ -61,11 +65,22 @@ bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_
   if (st != BP_OK) return st;
   if (!out || !desc)
     return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_create: out or desc is NULL");
-  if (desc->struct_size < sizeof(bp_network_desc) || desc->version != BP_NETWORK_DESC_VERSION)
+  /* Version 1 ended at optimizer; version 2 appended the execution options. */
+  const size_t v1_size = offsetof(bp_network_desc, math);
+  const int v2 = desc->version == 2 && desc->struct_size >= sizeof(bp_network_desc);
+  const int v1 = desc->version == 1 && desc->struct_size >= v1_size;
+  if (!v1 && !v2)
     return bp_error(ctx, BP_ERR_UNSUPPORTED,
                     "bp_network_create_ex: desc version %u (size %u) is not supported by "
-                    "library %s (knows version %d); initialize it with bp_network_desc_init",
+                    "library %s (knows versions 1 and %d); initialize it with "
+                    "bp_network_desc_init",
                     desc->version, desc->struct_size, BP_VERSION_STRING, BP_NETWORK_DESC_VERSION);
+  const bp_math_mode math = v2 ? desc->math : BP_MATH_FP32;
+  const int deterministic = v2 ? desc->deterministic != 0 : 1;
+  const int cuda_graphs = v2 ? desc->cuda_graphs != 0 : 0;
+  if (math != BP_MATH_FP32 && math != BP_MATH_TF32 && math != BP_MATH_BF16)
+    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_create: unknown math mode %d",
+                    (int)math);
   const int n_sizes = desc->n_sizes;
   const int *sizes = desc->sizes;
   if (!sizes) return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_create: sizes is NULL");
@@ -107,6 +122,9 @@ bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_
   bp_network *net = calloc(1, sizeof *net);
   if (!net) return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "bp_network_create: out of host memory");
   net->ctx = ctx;
+  net->math = BP_MATH_FP32; /* set through the backend's check below */
+  net->deterministic = deterministic;
+  net->cuda_graphs = cuda_graphs;
   net->n_layers = n_sizes - 1;
   net->n_params = n_params;
   net->sizes = malloc(sizeof(int) * (size_t)n_sizes);
@@ -137,6 +155,7 @@ bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_
     return st;
   }
   st = initialize_parameters(net, desc->seed);
+  if (st == BP_OK && math != BP_MATH_FP32) st = bp_network_set_math_mode(net, math);
   if (st != BP_OK) {
     bp_network_destroy(net);
     return st;

@@ -1,0 +1,153 @@
+/*
+ * cuda_internal.h - what the files of the CUDA backend share: the state
+ * behind the handles and the helpers every entry point uses. Not installed.
+ *
+ * Files: cuda_util.cu (allocation, device selection), cuda_context.cu,
+ * cuda_network.cu (parameters, workspace), cuda_gemm.cu (the products),
+ * cuda_step.cu (forward, backward and update of one batch, graphs),
+ * cuda_train.cu (host-array calls, data sets, epochs, evaluation),
+ * cuda_device_api.cu (device-pointer calls), cuda_host_epoch.cu (the
+ * host-streamed epoch) and cuda_backend.cu (the ops table).
+ */
+#ifndef BP_CUDA_INTERNAL_H
+#define BP_CUDA_INTERNAL_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "cuda_check.h"
+#include "internal.h"
+#include "kernels.cuh"
+
+/* ---- Backend state -------------------------------------------------------- */
+
+typedef struct cuda_context {
+  cudaStream_t stream;
+  cublasHandle_t blas;
+} cuda_context;
+
+/* Device-side scalars of a network, one allocation. */
+typedef struct cuda_scalars {
+  double cost_sum;            /* epoch: sum of finite batch cost * batch size; evaluate: cost sum */
+  unsigned long long correct; /* evaluate: examples classified right */
+  float cost;                 /* the last batch's mean cost */
+  int skipped;                /* epoch: batches whose update was not applied */
+  int update_bad;             /* the last SGD check found an update that overflows */
+} cuda_scalars;
+
+/* Buffers for batches of up to `capacity` examples (0: none). */
+typedef struct cuda_workspace {
+  int capacity;
+  float *x;              /* s[0] x capacity: the input (a_0) */
+  float *y;              /* s[L] x capacity: the targets */
+  float **z;             /* L (host array): z[i] is layer i's pre-activation, s[i+1] x capacity */
+  float **act;           /* L (host array): act[i] = sigmoid(z[i]), layer i's output */
+  float *delta[2];       /* delta_width x capacity each: errors, ping-pong */
+  float *bias_partials;  /* bp_bias_grad_partials_count(delta_width, capacity) floats */
+  double *cost_partials; /* bp_cost_partials_count(s[L], capacity) doubles */
+} cuda_workspace;
+
+typedef struct cuda_network {
+  float *params; /* n_params */
+  void *gemm;    /* cuda_gemm.cu's state (plans, workspace) */
+  void *graphs;  /* cuda_step.cu's captured graphs */
+  unsigned ws_serial; /* changes whenever the workspace is reallocated */
+  float *grads;  /* n_params, same layout */
+  cuda_scalars *scalars;
+  int delta_width;      /* widest layer after the input: s[1..L] */
+  cuda_workspace ws;    /* in use */
+  cuda_workspace fresh; /* being allocated while ws grows; empty otherwise */
+} cuda_network;
+
+typedef struct cuda_dataset {
+  float *X;      /* n_in x n, column-major (the row-major host array as is) */
+  float *Y;      /* n_out x n */
+  int32_t *perm; /* n: the epoch's permutation */
+} cuda_dataset;
+
+static inline cuda_context *ctx_state(const bp_context *ctx) { return (cuda_context *)ctx->impl; }
+static inline cuda_network *net_state(const bp_network *net) { return (cuda_network *)net->impl; }
+static inline cuda_dataset *data_state(const bp_dataset *data) { return (cuda_dataset *)data->impl; }
+
+/* ---- The ops of bp_cuda_ops (cuda_backend.cu lists them) ---------------------- */
+void cuda_context_destroy(bp_context *ctx);
+bp_status cuda_network_init(bp_network *net);
+void cuda_network_free(bp_network *net);
+bp_status cuda_read_params(const bp_network *net, size_t offset, size_t count, float *dst);
+bp_status cuda_write_params(bp_network *net, size_t offset, size_t count, const float *src);
+bp_status cuda_read_grads(const bp_network *net, size_t offset, size_t count, float *dst);
+bp_status cuda_forward(bp_network *net, const float *X, int n, float *out);
+bp_status cuda_backward(bp_network *net, const float *X, const float *Y, int n, float *cost);
+bp_status cuda_sgd_step(bp_network *net, float lr);
+bp_status cuda_dataset_init(bp_dataset *data, const float *X, const float *Y);
+void cuda_dataset_free(bp_dataset *data);
+bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int batch_size, float lr,
+                           const int32_t *perm, const bp_epoch_progress *progress,
+                           double *cost_sum, int *skipped, int *examples_done);
+bp_status cuda_evaluate(bp_network *net, const bp_dataset *data, double *cost_sum,
+                        int64_t *correct);
+
+/* ---- Helpers (cuda_util.cu) ------------------------------------------------ */
+
+/* Start of every entry point: drop a stale non-sticky error some other code
+ * left in this thread's runtime state, then select the context's device. */
+bp_status cuda_enter(bp_context *ctx);
+/* Every device allocation goes through here: the test hook first, then
+ * cudaMalloc. A failure is BP_ERR_OUT_OF_MEMORY naming the size and purpose
+ * (or whatever bp_cuda_fail makes of another error). */
+bp_status cuda_device_alloc(bp_context *ctx, void **p, size_t bytes, const char *what, int line);
+#define DEVICE_ALLOC(ctx, p, bytes, what) \
+  cuda_device_alloc((ctx), (void **)(p), (bytes), (what), __LINE__)
+/* Host allocations of the backend also honour the test hook. */
+void *cuda_host_calloc(bp_context *ctx, size_t bytes, const char *what, bp_status *st);
+/* Frees device memory where the error cannot be reported (destroy paths). */
+void cuda_device_free_quiet(void *p);
+
+/* ---- Network (cuda_network.cu) ---------------------------------------------- */
+
+/* Makes room for batches of n examples. Grow-only; the old workspace stays
+ * in use until the new one is complete. Waits for the stream when it grows. */
+bp_status cuda_ensure_capacity(bp_network *net, int n);
+
+/* ---- One batch (cuda_step.cu) ----------------------------------------------- */
+
+/* Layer by layer: Z_i = W_i A_i, then a = sigmoid(z + b).
+ * x: s[0] x n input (the workspace's x, or a data set's columns). Queued on
+ * the context's stream; nothing waits. */
+bp_status cuda_run_forward(bp_network *net, const float *x, int n);
+/* After cuda_run_forward on (x, n): the output error, the batch cost into
+ * scalars->cost (with the optional device-side accumulation of
+ * bp_launch_cost), then for each layer from the last: dW_i, db_i into grads,
+ * and the error of the layer below. y: s[L] x n targets. */
+bp_status cuda_run_backward(bp_network *net, const float *x, const float *y, int n,
+                            double *cost_acc, int *skipped);
+/* The guarded SGD update after cuda_run_backward: clears scalars->update_bad,
+ * checks, and applies unless scalars->cost is not finite (when gate_on_cost)
+ * or the update overflows; skipped (may be NULL) counts the skips. */
+bp_status cuda_run_update(bp_network *net, float lr, int gate_on_cost, int *skipped);
+
+/* Releases the captured graphs (cuda_step.cu). */
+void cuda_graphs_free(bp_network *net);
+
+/* ---- Products (cuda_gemm.cu) ------------------------------------------------ */
+
+/* Column-major C (m x n, ld ldc) = alpha op(A) op(B) + beta C, the cuBLAS
+ * argument convention, in the precision of net->math, honouring
+ * net->deterministic, queued on the context's stream. May be called during
+ * stream capture once the same shape has run outside capture. */
+bp_status cuda_gemm(bp_network *net, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                    int k, float alpha, const float *A, int lda, const float *B, int ldb,
+                    float beta, float *C, int ldc);
+/* Per-network product state (plan cache, workspace): created with the
+ * network, released with it. */
+bp_status cuda_gemm_init(bp_network *net);
+void cuda_gemm_free(bp_network *net);
+/* Makes room for products over batches of up to n examples (scratch for
+ * reduced-precision copies). Called by cuda_ensure_capacity. */
+bp_status cuda_gemm_reserve(bp_network *net, int n);
+
+#endif /* BP_CUDA_INTERNAL_H */
