@@ -36,6 +36,16 @@ BP_HD float bp_output_error(float a, float y, float z) {
 /* Hidden error: (W^T delta)_k * sigma'(z_k), where g = (W^T delta)_k. */
 BP_HD float bp_hidden_error(float g, float z) { return g * bp_sigmoid_prime(z); }
 
+/* The same three from the activation a = sigma(z) instead of z, for the
+ * fused kernels, which keep no z: sigma'(z) = a (1 - a). Since a is the very
+ * float bp_sigmoid(z) returns, each gives bit for bit what its z form gives
+ * (the same operations on the same values, none an FMA candidate). */
+BP_HD float bp_sigmoid_prime_of_a(float a) { return a * (1.0f - a); }
+BP_HD float bp_output_error_of_a(float a, float y) {
+  return 2.0f * (a - y) * bp_sigmoid_prime_of_a(a);
+}
+BP_HD float bp_hidden_error_of_a(float g, float a) { return g * bp_sigmoid_prime_of_a(a); }
+
 /* One term of the per-example cost. */
 BP_HD float bp_cost_term(float a, float y) {
   float d = a - y;

@@ -44,3 +44,53 @@ extern "C" cudaError_t bp_launch_gather(const float *X, const float *Y, int n_in
   }
   return cudaSuccess;
 }
+
+/* ---- The graph-friendly gather --------------------------------------------
+ * For a captured training step the batch's offset cannot be a launch
+ * argument (a graph replays its arguments as captured), so it lives on the
+ * device: bp_launch_gather_at reads it, and bp_launch_advance moves it on at
+ * the end of the step. One launch gathers both X (blockIdx.z == 0) and Y
+ * (blockIdx.z == 1); a 2-D block (32 rows x 8 columns) needs no division. */
+#define GATHER_BX 32
+#define GATHER_BY 8
+
+__global__ void bp_gather_at_kernel(const float *__restrict__ X, const float *__restrict__ Y,
+                                    int n_in, int n_out, const int32_t *__restrict__ perm,
+                                    const int *__restrict__ start, int bn, float *__restrict__ x,
+                                    float *__restrict__ y) {
+  const bool targets = blockIdx.z == 1;
+  const float *src = targets ? Y : X;
+  float *dst = targets ? y : x;
+  const size_t width = (size_t)(targets ? n_out : n_in);
+  const size_t j = (size_t)blockIdx.x * GATHER_BX + threadIdx.x;
+  if (j >= width) return;
+  const int32_t *idx = perm + *start;
+  for (size_t k = (size_t)blockIdx.y * GATHER_BY + threadIdx.y; k < (size_t)bn;
+       k += (size_t)gridDim.y * GATHER_BY)
+    dst[j + k * width] = src[(size_t)idx[k] * width + j];
+}
+
+extern "C" cudaError_t bp_launch_gather_at(const float *X, const float *Y, int n_in, int n_out,
+                                           const int32_t *perm, const int *start, int bn,
+                                           float *x, float *y, cudaStream_t stream) {
+  if (n_in < 1 || n_out < 1 || bn < 0) return cudaErrorInvalidValue;
+  if (bn == 0) return cudaSuccess;
+  if (!X || !Y || !perm || !start || !x || !y) return cudaErrorInvalidValue;
+  const int widest = n_in > n_out ? n_in : n_out;
+  const unsigned gx = (unsigned)(((size_t)widest + GATHER_BX - 1) / GATHER_BX);
+  size_t gy = ((size_t)bn + GATHER_BY - 1) / GATHER_BY;
+  const size_t cap = (size_t)BP_MAX_BLOCKS / gx + 1;
+  if (gy > cap) gy = cap;
+  if (gy > 65535) gy = 65535;
+  dim3 grid(gx, (unsigned)gy, 2), block(GATHER_BX, GATHER_BY);
+  bp_gather_at_kernel<<<grid, block, 0, stream>>>(X, Y, n_in, n_out, perm, start, bn, x, y);
+  return cudaGetLastError();
+}
+
+__global__ void bp_advance_kernel(int *counter, int by) { *counter += by; }
+
+extern "C" cudaError_t bp_launch_advance(int *counter, int by, cudaStream_t stream) {
+  if (!counter) return cudaErrorInvalidValue;
+  bp_advance_kernel<<<1, 1, 0, stream>>>(counter, by);
+  return cudaGetLastError();
+}

@@ -130,6 +130,46 @@ cudaError_t bp_launch_gather(const float *X, const float *Y, int n_in, int n_out
                              const int32_t *perm, int start, int bn, float *x, float *y,
                              cudaStream_t stream);
 
+/* The same gather with the batch's offset read from the device (*start, a
+ * device int): a captured graph can replay it batch after batch while
+ * bp_launch_advance moves *start on. One launch for X and Y; n_in, n_out
+ * >= 1. */
+cudaError_t bp_launch_gather_at(const float *X, const float *Y, int n_in, int n_out,
+                                const int32_t *perm, const int *start, int bn, float *x, float *y,
+                                cudaStream_t stream);
+/* *counter += by, on the device (one thread). */
+cudaError_t bp_launch_advance(int *counter, int by, cudaStream_t stream);
+
+/* ---- fused.cu ------------------------------------------------------------
+ * The fast path's kernels, tested against the reference kernels above. Their
+ * reductions finish in the same launch: the last block to finish (an integer
+ * ticket in *counter, a device unsigned that must be 0 before the first
+ * launch; the kernel leaves it 0 again) adds the partials in a fixed order.
+ * Deterministic; launches that share a counter must be ordered (one stream). */
+
+/* za (width x n) holds W*A; za(j,k) = bp_sigmoid(za(j,k) + b[j]) in place. */
+cudaError_t bp_launch_bias_sigmoid_inplace(float *za, const float *b, int width, int n,
+                                           cudaStream_t stream);
+
+/* Doubles of cost scratch bp_launch_output_error_fused needs for (width, n);
+ * nondecreasing in n. Its bias scratch is bp_bias_grad_partials_count floats. */
+size_t bp_output_fused_cost_partials_count(int width, int n);
+
+/* Output layer, a and y width x n: delta = bp_output_error_of_a(a, y); db =
+ * the bias gradient of delta, bit-identical to bp_launch_bias_grad; the batch
+ * cost into *cost with the accumulation rules of bp_launch_cost (cost_acc,
+ * skipped). delta must not overlap a or y. */
+cudaError_t bp_launch_output_error_fused(const float *a, const float *y, float *delta, int width,
+                                         int n, float *bias_partials, float *db,
+                                         double *cost_partials, float *cost, double *cost_acc,
+                                         int *skipped, unsigned *counter, cudaStream_t stream);
+
+/* Hidden layer, g = W^T delta_next and a width x n: delta =
+ * bp_hidden_error_of_a(g, a) (delta == g allowed) and db as above. */
+cudaError_t bp_launch_hidden_error_fused(const float *g, const float *a, float *delta, int width,
+                                         int n, float *bias_partials, float *db,
+                                         unsigned *counter, cudaStream_t stream);
+
 /* Tests only: faults on purpose (illegal address). See debug_fault.cu. */
 cudaError_t bp_launch_debug_fault(cudaStream_t stream);
 

@@ -535,4 +535,228 @@ TEST(CudaKernels, BadArgumentsLaunchNothing) {
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
+// ---- fused.cu: each fused kernel against the reference kernels ----------------------
+//
+// The reference launchers above run on the same inputs; the fused outputs
+// must match them bit for bit where the design says so (delta, a, db: the
+// same formulas on the same floats, the bias sums in the same order), and
+// the cost to double rounding (a different partition of the same double
+// sum). Each fused launch runs twice on one counter: the second run checks
+// that the last block left the counter at 0 and that results repeat exactly.
+
+// Shapes for the fused reductions: many column chunks, more than one row
+// tile, a chunk width that grows (n past 65535 * 128), batch 1.
+const Shape kFusedShapes[] = {{37, 1000}, {1, 1}, {1000, 3000}, {10, 4096}, {3, 100003},
+                              {1, 9000001}};
+
+TEST(CudaKernels, FusedBiasSigmoidInPlaceMatchesReference) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  for (const Shape &s : kShapes) {
+    const uint64_t seed = test_seed(901 + s.width);
+    SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
+    std::mt19937 rng((uint32_t)seed);
+    const size_t total = (size_t)s.width * s.n;
+    std::vector<float> Z = random_floats(rng, total, -6.0f, 6.0f);
+    std::vector<float> b = random_floats(rng, (size_t)s.width, -2.0f, 2.0f);
+    if (total > 2) {
+      Z[0] = -120.0f;
+      Z[1] = 120.0f;
+    }
+    DeviceBuffer<float> dz(total), da(total), dza(total), db(s.width);
+    ASSERT_TRUE(dz.ok() && da.ok() && dza.ok() && db.ok());
+    dz.upload(Z);
+    dza.upload(Z);
+    db.upload(b);
+    da.poison();
+    CUDA_OK(bp_launch_bias_sigmoid(dz.get(), da.get(), db.get(), s.width, s.n, stream));
+    CUDA_OK(bp_launch_bias_sigmoid_inplace(dza.get(), db.get(), s.width, s.n, stream));
+    CUDA_OK(stream.sync());
+    EXPECT_TRUE(bit_identical(dza.download(), da.download())) << "in-place a differs";
+  }
+}
+
+TEST(CudaKernels, FusedOutputErrorMatchesReference) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  for (const Shape &s : kFusedShapes) {
+    const uint64_t seed = test_seed(1001 + s.width + s.n);
+    SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
+    std::mt19937 rng((uint32_t)seed);
+    const size_t total = (size_t)s.width * s.n;
+    std::vector<float> z = random_floats(rng, total, -6.0f, 6.0f);
+    std::vector<float> a(total), y = random_floats(rng, total, 0.0f, 1.0f);
+    for (size_t i = 0; i < total; ++i) a[i] = bp_sigmoid(z[i]);
+    // The reference: output error (from z), bias gradient, cost.
+    const size_t n_bias = bp_bias_grad_partials_count(s.width, s.n);
+    const size_t n_cost = std::max(bp_cost_partials_count(s.width, s.n),
+                                   bp_output_fused_cost_partials_count(s.width, s.n));
+    DeviceBuffer<float> da(total), dy(total), dz(total), dref(total), dfused(total);
+    DeviceBuffer<float> dbias(n_bias), db_ref(s.width), db_fused(s.width), dcost(1);
+    DeviceBuffer<double> dcp(n_cost), dacc(1);
+    DeviceBuffer<int> dskip(1);
+    DeviceBuffer<unsigned> dcounter(1);
+    ASSERT_TRUE(da.ok() && dy.ok() && dz.ok() && dref.ok() && dfused.ok() && dbias.ok() &&
+                db_ref.ok() && db_fused.ok() && dcost.ok() && dcp.ok() && dacc.ok() &&
+                dskip.ok() && dcounter.ok());
+    da.upload(a);
+    dy.upload(y);
+    dz.upload(z);
+    dcounter.upload({0u});
+    dref.poison();
+    CUDA_OK(bp_launch_output_error(da.get(), dy.get(), dz.get(), dref.get(), total, stream));
+    CUDA_OK(bp_launch_bias_grad(dref.get(), s.width, s.n, dbias.get(), db_ref.get(), stream));
+    CUDA_OK(bp_launch_cost(da.get(), dy.get(), s.width, s.n, dcp.get(), dcost.get(), nullptr,
+                           nullptr, stream));
+    CUDA_OK(stream.sync());
+    const float cost_ref = dcost.download()[0];
+    const std::vector<float> delta_ref = dref.download(), db_want = db_ref.download();
+
+    for (int run = 0; run < 2; ++run) {
+      SCOPED_TRACE(testing::Message() << "run " << run);
+      dfused.poison();
+      db_fused.poison();
+      dcost.poison();
+      dacc.upload({2.5});
+      dskip.upload({3});
+      CUDA_OK(bp_launch_output_error_fused(da.get(), dy.get(), dfused.get(), s.width, s.n,
+                                           dbias.get(), db_fused.get(), dcp.get(), dcost.get(),
+                                           dacc.get(), dskip.get(), dcounter.get(), stream));
+      CUDA_OK(stream.sync());
+      EXPECT_TRUE(bit_identical(dfused.download(), delta_ref)) << "delta differs";
+      EXPECT_TRUE(bit_identical(db_fused.download(), db_want)) << "db differs";
+      const float cost = dcost.download()[0];
+      EXPECT_LE(std::fabs(cost - cost_ref), 2e-7 * std::fabs(cost_ref))
+          << "cost " << cost << " vs reference " << cost_ref;
+      EXPECT_LE(std::fabs(dacc.download()[0] - 2.5 - (double)cost_ref * s.n),
+                1e-6 * std::fabs(cost_ref) * s.n)
+          << "accumulated total";
+      EXPECT_EQ(dskip.download()[0], 3);
+      EXPECT_EQ(dcounter.download()[0], 0u) << "the last block must reset the ticket";
+    }
+
+    // A NaN: the fused kernel counts a skip and leaves the sum alone.
+    std::vector<float> a_bad = a;
+    a_bad[total / 2] = std::numeric_limits<float>::quiet_NaN();
+    da.upload(a_bad);
+    dacc.upload({2.5});
+    dskip.upload({3});
+    CUDA_OK(bp_launch_output_error_fused(da.get(), dy.get(), dfused.get(), s.width, s.n,
+                                         dbias.get(), db_fused.get(), dcp.get(), dcost.get(),
+                                         dacc.get(), dskip.get(), dcounter.get(), stream));
+    CUDA_OK(stream.sync());
+    EXPECT_TRUE(std::isnan(dcost.download()[0]));
+    EXPECT_EQ(dacc.download()[0], 2.5);
+    EXPECT_EQ(dskip.download()[0], 4);
+  }
+}
+
+TEST(CudaKernels, FusedHiddenErrorMatchesReferenceInPlace) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  for (const Shape &s : kFusedShapes) {
+    const uint64_t seed = test_seed(1101 + s.width + s.n);
+    SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
+    std::mt19937 rng((uint32_t)seed);
+    const size_t total = (size_t)s.width * s.n;
+    std::vector<float> g = random_floats(rng, total, -1.0f, 1.0f);
+    std::vector<float> z = random_floats(rng, total, -6.0f, 6.0f);
+    std::vector<float> a(total);
+    for (size_t i = 0; i < total; ++i) a[i] = bp_sigmoid(z[i]);
+    const size_t n_bias = bp_bias_grad_partials_count(s.width, s.n);
+    DeviceBuffer<float> dg(total), dz(total), da(total), dref(total), dbias(n_bias);
+    DeviceBuffer<float> db_ref(s.width), db_fused(s.width);
+    DeviceBuffer<unsigned> dcounter(1);
+    ASSERT_TRUE(dg.ok() && dz.ok() && da.ok() && dref.ok() && dbias.ok() && db_ref.ok() &&
+                db_fused.ok() && dcounter.ok());
+    dg.upload(g);
+    dz.upload(z);
+    da.upload(a);
+    dcounter.upload({0u});
+    dref.poison();
+    CUDA_OK(bp_launch_hidden_error(dg.get(), dz.get(), dref.get(), total, stream));
+    CUDA_OK(bp_launch_bias_grad(dref.get(), s.width, s.n, dbias.get(), db_ref.get(), stream));
+    CUDA_OK(stream.sync());
+    const std::vector<float> delta_ref = dref.download(), db_want = db_ref.download();
+    for (int run = 0; run < 2; ++run) {
+      SCOPED_TRACE(testing::Message() << "run " << run);
+      dg.upload(g);  // in place, as the backend calls it: g becomes delta
+      db_fused.poison();
+      CUDA_OK(bp_launch_hidden_error_fused(dg.get(), da.get(), dg.get(), s.width, s.n,
+                                           dbias.get(), db_fused.get(), dcounter.get(), stream));
+      CUDA_OK(stream.sync());
+      EXPECT_TRUE(bit_identical(dg.download(), delta_ref)) << "delta differs";
+      EXPECT_TRUE(bit_identical(db_fused.download(), db_want)) << "db differs";
+      EXPECT_EQ(dcounter.download()[0], 0u) << "the last block must reset the ticket";
+    }
+  }
+  for (int n = 1; n < 20000000; n = n * 3 + 1)
+    EXPECT_LE(bp_output_fused_cost_partials_count(7, n),
+              bp_output_fused_cost_partials_count(7, n * 3 + 1));
+}
+
+TEST(CudaKernels, GatherAtReadsTheOffsetOnTheDeviceAndAdvances) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  const int n_in = 37, n_out = 3, n_total = 1001, bn = 300;
+  const uint64_t seed = test_seed(1201);
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng((uint32_t)seed);
+  std::vector<float> X = random_floats(rng, (size_t)n_in * n_total, -1.0f, 1.0f);
+  std::vector<float> Y = random_floats(rng, (size_t)n_out * n_total, 0.0f, 1.0f);
+  std::vector<int32_t> perm(n_total);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  DeviceBuffer<float> dX(X.size()), dY(Y.size()), dx((size_t)n_in * bn), dy((size_t)n_out * bn);
+  DeviceBuffer<int32_t> dperm(n_total);
+  DeviceBuffer<int> dstart(1);
+  ASSERT_TRUE(dX.ok() && dY.ok() && dx.ok() && dy.ok() && dperm.ok() && dstart.ok());
+  dX.upload(X);
+  dY.upload(Y);
+  dperm.upload(perm);
+  dstart.upload({0});
+  for (int start = 0; start + bn <= n_total; start += bn) {
+    SCOPED_TRACE(testing::Message() << "start " << start);
+    dx.poison();
+    dy.poison();
+    CUDA_OK(bp_launch_gather_at(dX.get(), dY.get(), n_in, n_out, dperm.get(), dstart.get(), bn,
+                                dx.get(), dy.get(), stream));
+    CUDA_OK(bp_launch_advance(dstart.get(), bn, stream));
+    CUDA_OK(stream.sync());
+    std::vector<float> want_x((size_t)n_in * bn), want_y((size_t)n_out * bn);
+    for (int k = 0; k < bn; ++k) {
+      const size_t src = (size_t)perm[(size_t)start + k];
+      std::copy_n(&X[src * n_in], n_in, &want_x[(size_t)k * n_in]);
+      std::copy_n(&Y[src * n_out], n_out, &want_y[(size_t)k * n_out]);
+    }
+    EXPECT_TRUE(bit_identical(dx.download(), want_x));
+    EXPECT_TRUE(bit_identical(dy.download(), want_y));
+    EXPECT_EQ(dstart.download()[0], start + bn);
+  }
+}
+
+TEST(CudaKernels, FusedBadArgumentsLaunchNothing) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  DeviceBuffer<float> buf(16);
+  DeviceBuffer<double> part(16);
+  DeviceBuffer<unsigned> counter(1);
+  ASSERT_TRUE(buf.ok() && part.ok() && counter.ok());
+  float *p = buf.get();
+  EXPECT_EQ(bp_launch_bias_sigmoid_inplace(p, nullptr, 2, 2, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_bias_sigmoid_inplace(p, p, 0, 2, nullptr), cudaSuccess);
+  EXPECT_EQ(bp_launch_output_error_fused(p, p, p + 8, 1, 0, p, p, part.get(), p, nullptr,
+                                         nullptr, counter.get(), nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_output_error_fused(p, p, p + 8, 1, 1, p, p, part.get(), p, nullptr,
+                                         nullptr, nullptr, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_hidden_error_fused(p, p, p, 0, 4, p, p, counter.get(), nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_gather_at(p, p, 1, 1, nullptr, nullptr, 1, p, p, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_advance(nullptr, 1, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(bp_output_fused_cost_partials_count(0, 5), 0u);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
 }  // namespace

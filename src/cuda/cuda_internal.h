@@ -37,6 +37,8 @@ typedef struct cuda_scalars {
   float cost;                 /* the last batch's mean cost */
   int skipped;                /* epoch: batches whose update was not applied */
   int update_bad;             /* the last SGD check found an update that overflows */
+  unsigned ticket;            /* fused kernels' last-block counter; 0 between launches */
+  int batch_start;            /* epoch with graphs or fused kernels: the next batch's offset */
 } cuda_scalars;
 
 /* Buffers for batches of up to `capacity` examples (0: none). */
@@ -44,23 +46,30 @@ typedef struct cuda_workspace {
   int capacity;
   float *x;              /* s[0] x capacity: the input (a_0) */
   float *y;              /* s[L] x capacity: the targets */
-  float **z;             /* L (host array): z[i] is layer i's pre-activation, s[i+1] x capacity */
+  float **z;             /* L (host array): z[i] is layer i's pre-activation, s[i+1] x capacity;
+                            NULL with the fused kernels, which keep none */
   float **act;           /* L (host array): act[i] = sigmoid(z[i]), layer i's output */
   float *delta[2];       /* delta_width x capacity each: errors, ping-pong */
   float *bias_partials;  /* bp_bias_grad_partials_count(delta_width, capacity) floats */
-  double *cost_partials; /* bp_cost_partials_count(s[L], capacity) doubles */
+  double *cost_partials; /* bp_cost_partials_count(s[L], capacity) doubles (or the fused
+                            kernel's count, if larger) */
 } cuda_workspace;
 
 typedef struct cuda_network {
   float *params; /* n_params */
-  void *gemm;    /* cuda_gemm.cu's state (plans, workspace) */
-  void *graphs;  /* cuda_step.cu's captured graphs */
-  unsigned ws_serial; /* changes whenever the workspace is reallocated */
   float *grads;  /* n_params, same layout */
   cuda_scalars *scalars;
   int delta_width;      /* widest layer after the input: s[1..L] */
+  /* Which kernels run the step, fixed at creation from the environment
+   * variable BP_KERNELS: 0 = "reference" (activation.cu, errors.cu,
+   * reduce.cu; keeps z), 1 = "fused" (fused.cu; a written over z, no z
+   * buffers, reductions fused into the error kernels). */
+  int fused;
   cuda_workspace ws;    /* in use */
   cuda_workspace fresh; /* being allocated while ws grows; empty otherwise */
+  unsigned ws_serial;   /* changes whenever the workspace is reallocated */
+  void *gemm;           /* cuda_gemm.cu's state (plans, workspace) */
+  void *graphs;         /* cuda_step.cu's captured graphs */
 } cuda_network;
 
 typedef struct cuda_dataset {
@@ -130,7 +139,23 @@ bp_status cuda_run_backward(bp_network *net, const float *x, const float *y, int
  * or the update overflows; skipped (may be NULL) counts the skips. */
 bp_status cuda_run_update(bp_network *net, float lr, int gate_on_cost, int *skipped);
 
-/* Releases the captured graphs (cuda_step.cu). */
+/* One batch of an epoch on a data set in device memory. */
+typedef struct cuda_epoch_batch {
+  const float *X, *Y;   /* the data set, n_in x n_total and n_out x n_total */
+  int n_in, n_out;
+  const int32_t *perm;  /* the epoch's permutation, on the device */
+  int bn;               /* examples in this batch */
+  float lr;
+} cuda_epoch_batch;
+/* The next batch of the epoch, from offset scalars->batch_start (zeroed at
+ * the start of the epoch; moved on by bn): gather, forward, backward with
+ * the accumulation into scalars->cost_sum/skipped, guarded update. Replayed
+ * from a CUDA graph when net->cuda_graphs is on. */
+bp_status cuda_epoch_step(bp_network *net, const cuda_epoch_batch *b);
+/* cuda_run_forward on the workspace's x, replayed from a CUDA graph when
+ * net->cuda_graphs is on. */
+bp_status cuda_forward_ws(bp_network *net, int n);
+/* Releases the captured graphs. */
 void cuda_graphs_free(bp_network *net);
 
 /* ---- Products (cuda_gemm.cu) ------------------------------------------------ */

@@ -24,6 +24,19 @@ bp_status cuda_network_init(bp_network *net) {
   cn->ws.act = arrays + L;
   cn->fresh.z = arrays + 2 * L;
   cn->fresh.act = arrays + 3 * L;
+  /* The kernel path: a developer's switch, for the tests and benchmarks
+   * that compare the two. An unknown value is an error, not a silent
+   * default. */
+  const char *kernels = getenv("BP_KERNELS");
+  if (kernels != NULL && *kernels != '\0' && strcmp(kernels, "reference") != 0 &&
+      strcmp(kernels, "fused") != 0) {
+    free(cn);
+    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
+                    "environment variable BP_KERNELS=\"%s\": expected \"reference\" or "
+                    "\"fused\"",
+                    kernels);
+  }
+  cn->fused = kernels != NULL && strcmp(kernels, "fused") == 0;
   cn->delta_width = 1;
   for (int i = 1; i <= L; ++i)
     if (net->sizes[i] > cn->delta_width) cn->delta_width = net->sizes[i];
@@ -137,7 +150,7 @@ static bp_status alloc_workspace(const bp_network *net, const cuda_network *cn, 
     st = DEVICE_ALLOC(ctx, &ws->y, (size_t)net->sizes[L] * n * sizeof(float), "the batch targets");
   for (int i = 0; i < L && st == BP_OK; ++i) {
     size_t bytes = (size_t)net->sizes[i + 1] * n * sizeof(float);
-    st = DEVICE_ALLOC(ctx, &ws->z[i], bytes, "pre-activations");
+    if (!cn->fused) st = DEVICE_ALLOC(ctx, &ws->z[i], bytes, "pre-activations");
     if (st == BP_OK) st = DEVICE_ALLOC(ctx, &ws->act[i], bytes, "activations");
   }
   for (int k = 0; k < 2 && st == BP_OK; ++k)
@@ -148,9 +161,11 @@ static bp_status alloc_workspace(const bp_network *net, const cuda_network *cn, 
     st = DEVICE_ALLOC(ctx, &ws->bias_partials,
                       bp_bias_grad_partials_count(cn->delta_width, cap) * sizeof(float),
                       "bias-gradient scratch");
+  size_t cost_count = bp_cost_partials_count(net->sizes[L], cap);
+  size_t fused_count = bp_output_fused_cost_partials_count(net->sizes[L], cap);
+  if (fused_count > cost_count) cost_count = fused_count;
   if (st == BP_OK)
-    st = DEVICE_ALLOC(ctx, &ws->cost_partials,
-                      bp_cost_partials_count(net->sizes[L], cap) * sizeof(double), "cost scratch");
+    st = DEVICE_ALLOC(ctx, &ws->cost_partials, cost_count * sizeof(double), "cost scratch");
   if (st != BP_OK) {
     free_workspace(net, ws);
     return st;

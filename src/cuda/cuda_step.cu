@@ -1,11 +1,23 @@
-/* cuda_step.cu - the work of one batch: forward, backward, update. Queued on
- * the context's stream; nothing here waits. */
+/*
+ * cuda_step.cu - the work of one batch: forward, backward, update, queued on
+ * the context's stream (nothing here waits), and the CUDA graphs that replay
+ * a whole training step or forward pass.
+ *
+ * Two kernel paths (cuda_network.fused, from BP_KERNELS at creation):
+ *   reference  per layer: GEMM, bias_sigmoid (keeps z); backward: output
+ *              error, cost (2 kernels), then per layer GEMM dW, bias grad
+ *              (2 kernels), GEMM G, hidden error.
+ *   fused      per layer: GEMM into a, bias_sigmoid_inplace; backward: one
+ *              kernel for output error + cost + db, then per layer GEMM dW,
+ *              GEMM G, one kernel for hidden error + db.
+ * Both give the same weights bit for bit (the same formulas on the same
+ * floats, the bias sums in the same order); the batch cost agrees to
+ * double rounding.
+ */
 #include "cuda_internal.h"
 
-/* ---- Forward and backward passes (queued on the stream; no waiting) ----------- */
+/* ---- Forward and backward ---------------------------------------------------- */
 
-/* Layer by layer: Z_i = W_i A_i (cuBLAS), then z += b, a = sigmoid(z).
- * x: s[0] x n input (the workspace's x, or a data set's columns). */
 bp_status cuda_run_forward(bp_network *net, const float *x, int n) {
   bp_context *ctx = net->ctx;
   cuda_context *cc = ctx_state(ctx);
@@ -16,22 +28,21 @@ bp_status cuda_run_forward(bp_network *net, const float *x, int n) {
     int fan_in = net->sizes[i], width = net->sizes[i + 1];
     const float *W = cn->params + net->w_offset[i];
     const float *b = cn->params + net->b_offset[i];
+    float *product = cn->fused ? cn->ws.act[i] : cn->ws.z[i];
     /* W_i stored row-major (width x fan_in) is W_i^T column-major with ld
      * fan_in: Z (width x n) = op_T(W^T) * A (fan_in x n). */
     st = cuda_gemm(net, CUBLAS_OP_T, CUBLAS_OP_N, width, n, fan_in, 1.0f, W, fan_in, in, fan_in,
-                   0.0f, cn->ws.z[i], width);
+                   0.0f, product, width);
     if (st != BP_OK) return st;
-    BP_LAUNCH_CHECK(ctx,
-                    bp_launch_bias_sigmoid(cn->ws.z[i], cn->ws.act[i], b, width, n, cc->stream));
+    if (cn->fused)
+      BP_LAUNCH_CHECK(ctx, bp_launch_bias_sigmoid_inplace(product, b, width, n, cc->stream));
+    else
+      BP_LAUNCH_CHECK(ctx, bp_launch_bias_sigmoid(product, cn->ws.act[i], b, width, n, cc->stream));
     in = cn->ws.act[i];
   }
   return BP_OK;
 }
 
-/* After run_forward on (x, n): the output error, the batch cost into
- * scalars->cost (with the optional device-side accumulation of
- * bp_launch_cost), then for each layer from the last: dW_i, db_i into grads,
- * and the error of the layer below. y: s[L] x n targets. */
 bp_status cuda_run_backward(bp_network *net, const float *x, const float *y, int n,
                             double *cost_acc, int *skipped) {
   bp_context *ctx = net->ctx;
@@ -44,10 +55,18 @@ bp_status cuda_run_backward(bp_network *net, const float *x, const float *y, int
   const size_t out_count = (size_t)out_width * (size_t)n;
   int cur = 0;
 
-  BP_LAUNCH_CHECK(ctx, bp_launch_output_error(cn->ws.act[L - 1], y, cn->ws.z[L - 1],
-                                              cn->ws.delta[cur], out_count, cc->stream));
-  BP_LAUNCH_CHECK(ctx, bp_launch_cost(cn->ws.act[L - 1], y, out_width, n, cn->ws.cost_partials,
-                                      &cn->scalars->cost, cost_acc, skipped, cc->stream));
+  if (cn->fused) {
+    BP_LAUNCH_CHECK(ctx, bp_launch_output_error_fused(
+                             cn->ws.act[L - 1], y, cn->ws.delta[cur], out_width, n,
+                             cn->ws.bias_partials, cn->grads + net->b_offset[L - 1],
+                             cn->ws.cost_partials, &cn->scalars->cost, cost_acc, skipped,
+                             &cn->scalars->ticket, cc->stream));
+  } else {
+    BP_LAUNCH_CHECK(ctx, bp_launch_output_error(cn->ws.act[L - 1], y, cn->ws.z[L - 1],
+                                                cn->ws.delta[cur], out_count, cc->stream));
+    BP_LAUNCH_CHECK(ctx, bp_launch_cost(cn->ws.act[L - 1], y, out_width, n, cn->ws.cost_partials,
+                                        &cn->scalars->cost, cost_acc, skipped, cc->stream));
+  }
   for (int i = L - 1; i >= 0; --i) {
     int fan_in = net->sizes[i], width = net->sizes[i + 1];
     const float *in = i == 0 ? x : cn->ws.act[i - 1];
@@ -60,23 +79,30 @@ bp_status cuda_run_backward(bp_network *net, const float *x, const float *y, int
     st = cuda_gemm(net, CUBLAS_OP_N, CUBLAS_OP_T, fan_in, width, n, inv_n, in, fan_in, delta,
                    width, 0.0f, dW, fan_in);
     if (st != BP_OK) return st;
-    BP_LAUNCH_CHECK(ctx,
-                    bp_launch_bias_grad(delta, width, n, cn->ws.bias_partials, db, cc->stream));
+    /* The fused kernels computed db with delta itself. */
+    if (!cn->fused)
+      BP_LAUNCH_CHECK(ctx,
+                      bp_launch_bias_grad(delta, width, n, cn->ws.bias_partials, db, cc->stream));
     if (i > 0) {
       /* G (fan_in x n) = W_i^T (fan_in x width, stored as is) * Delta_i. */
       float *g = cn->ws.delta[1 - cur];
       st = cuda_gemm(net, CUBLAS_OP_N, CUBLAS_OP_N, fan_in, n, width, 1.0f, W, fan_in, delta,
                      width, 0.0f, g, fan_in);
       if (st != BP_OK) return st;
-      /* The layer below has width fan_in = s[i]; its pre-activation is z[i-1]. */
-      BP_LAUNCH_CHECK(ctx, bp_launch_hidden_error(g, cn->ws.z[i - 1], g, (size_t)fan_in * (size_t)n,
-                                                  cc->stream));
+      /* The layer below has width fan_in = s[i]; its output is act[i-1]. */
+      if (cn->fused)
+        BP_LAUNCH_CHECK(ctx, bp_launch_hidden_error_fused(
+                                 g, cn->ws.act[i - 1], g, fan_in, n, cn->ws.bias_partials,
+                                 cn->grads + net->b_offset[i - 1], &cn->scalars->ticket,
+                                 cc->stream));
+      else
+        BP_LAUNCH_CHECK(ctx, bp_launch_hidden_error(g, cn->ws.z[i - 1], g,
+                                                    (size_t)fan_in * (size_t)n, cc->stream));
       cur = 1 - cur;
     }
   }
   return BP_OK;
 }
-
 
 bp_status cuda_run_update(bp_network *net, float lr, int gate_on_cost, int *skipped) {
   bp_context *ctx = net->ctx;
@@ -92,4 +118,167 @@ bp_status cuda_run_update(bp_network *net, float lr, int gate_on_cost, int *skip
   return BP_OK;
 }
 
-void cuda_graphs_free(bp_network *net) { (void)net; }
+/* ---- A training step on a data set ---------------------------------------------- */
+
+/* Gather (the offset on the device), forward, backward with the epoch's
+ * accumulation, update, and the offset moved on: the sequence a graph
+ * captures, and also what runs uncaptured. */
+static bp_status queue_epoch_step(bp_network *net, const cuda_epoch_batch *b) {
+  bp_context *ctx = net->ctx;
+  cuda_network *cn = net_state(net);
+  cuda_scalars *sc = cn->scalars;
+  cudaStream_t stream = ctx_state(ctx)->stream;
+  BP_LAUNCH_CHECK(ctx, bp_launch_gather_at(b->X, b->Y, b->n_in, b->n_out, b->perm,
+                                           &sc->batch_start, b->bn, cn->ws.x, cn->ws.y, stream));
+  bp_status st = cuda_run_forward(net, cn->ws.x, b->bn);
+  if (st == BP_OK) st = cuda_run_backward(net, cn->ws.x, cn->ws.y, b->bn, &sc->cost_sum,
+                                          &sc->skipped);
+  if (st == BP_OK) st = cuda_run_update(net, b->lr, 1, &sc->skipped);
+  if (st != BP_OK) return st;
+  BP_LAUNCH_CHECK(ctx, bp_launch_advance(&sc->batch_start, b->bn, stream));
+  return BP_OK;
+}
+
+/* ---- Graphs ----------------------------------------------------------------------
+ * A captured graph bakes in every pointer and argument, so it is kept per
+ * key: the kind of work, the batch size, the learning rate's bits, the data
+ * pointers, and the serials of the workspace (reallocated buffers) and of
+ * the options (math mode, determinism). A small cache replaced in turn. The
+ * first run of a key is not captured: it runs as it is, so that everything
+ * the products create on first use (plans, workspaces) exists before a
+ * capture, in which nothing may be allocated. */
+
+#define GRAPH_SLOTS 8
+
+typedef enum graph_kind { GRAPH_EPOCH_STEP = 1, GRAPH_FORWARD = 2 } graph_kind;
+
+typedef struct graph_key {
+  graph_kind kind;
+  int n;
+  uint32_t lr_bits;
+  const void *p[3];
+  unsigned ws_serial, options_serial;
+} graph_key;
+
+typedef struct graph_slot {
+  int used;
+  graph_key key;
+  cudaGraphExec_t exec; /* NULL: seen once, not captured yet */
+} graph_slot;
+
+typedef struct cuda_graphs {
+  graph_slot slot[GRAPH_SLOTS];
+  int next; /* the slot replaced next */
+} cuda_graphs;
+
+static int key_equal(const graph_key *a, const graph_key *b) {
+  return a->kind == b->kind && a->n == b->n && a->lr_bits == b->lr_bits && a->p[0] == b->p[0] &&
+         a->p[1] == b->p[1] && a->p[2] == b->p[2] && a->ws_serial == b->ws_serial &&
+         a->options_serial == b->options_serial;
+}
+
+void cuda_graphs_free(bp_network *net) {
+  cuda_network *cn = net_state(net);
+  cuda_graphs *g = (cuda_graphs *)cn->graphs;
+  if (g == NULL) return;
+  for (int i = 0; i < GRAPH_SLOTS; ++i)
+    if (g->slot[i].exec != NULL) (void)cudaGraphExecDestroy(g->slot[i].exec);
+  (void)cudaGetLastError();
+  free(g);
+  cn->graphs = NULL;
+}
+
+typedef bp_status (*queue_fn)(bp_network *net, const void *arg);
+
+/* Runs `queue(net, arg)` on the context's stream: replayed from the graph of
+ * `key` when there is one; else run as it is the first time the key is
+ * seen, and captured and replayed the second time. */
+static bp_status run_graphed(bp_network *net, const graph_key *key, queue_fn queue,
+                             const void *arg) {
+  bp_context *ctx = net->ctx;
+  cuda_network *cn = net_state(net);
+  cudaStream_t stream = ctx_state(ctx)->stream;
+  bp_status st = BP_OK;
+  if (cn->graphs == NULL) {
+    cn->graphs = cuda_host_calloc(ctx, sizeof(cuda_graphs), "the graph cache", &st);
+    if (cn->graphs == NULL) return st;
+  }
+  cuda_graphs *g = (cuda_graphs *)cn->graphs;
+  graph_slot *slot = NULL;
+  for (int i = 0; i < GRAPH_SLOTS && slot == NULL; ++i)
+    if (g->slot[i].used && key_equal(&g->slot[i].key, key)) slot = &g->slot[i];
+  if (slot == NULL) { /* first sight: remember the key, run uncaptured */
+    slot = &g->slot[g->next];
+    g->next = (g->next + 1) % GRAPH_SLOTS;
+    if (slot->exec != NULL) {
+      BP_CUDA_CHECK(ctx, cudaGraphExecDestroy(slot->exec));
+      slot->exec = NULL;
+    }
+    slot->used = 1;
+    slot->key = *key;
+    return queue(net, arg);
+  }
+  if (slot->exec == NULL) { /* second sight: capture */
+    cudaGraph_t graph = NULL;
+    BP_CUDA_CHECK(ctx, cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    st = queue(net, arg);
+    cudaError_t end = cudaStreamEndCapture(stream, &graph);
+    if (st == BP_OK && end != cudaSuccess)
+      st = bp_cuda_fail(ctx, end, "cudaStreamEndCapture", __FILE__, __LINE__);
+    if (st == BP_OK) {
+      cudaError_t err = cudaGraphInstantiate(&slot->exec, graph, 0);
+      if (err != cudaSuccess) {
+        slot->exec = NULL;
+        st = bp_cuda_fail(ctx, err, "cudaGraphInstantiate", __FILE__, __LINE__);
+      }
+    }
+    if (graph != NULL) (void)cudaGraphDestroy(graph);
+    if (st != BP_OK) {
+      (void)cudaGetLastError();
+      slot->used = 0;
+      return st;
+    }
+  }
+  BP_CUDA_CHECK(ctx, cudaGraphLaunch(slot->exec, stream));
+  return BP_OK;
+}
+
+static uint32_t float_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+static bp_status queue_epoch_step_arg(bp_network *net, const void *arg) {
+  return queue_epoch_step(net, (const cuda_epoch_batch *)arg);
+}
+
+bp_status cuda_epoch_step(bp_network *net, const cuda_epoch_batch *b) {
+  if (!net->cuda_graphs) return queue_epoch_step(net, b);
+  graph_key key;
+  memset(&key, 0, sizeof key);
+  key.kind = GRAPH_EPOCH_STEP;
+  key.n = b->bn;
+  key.lr_bits = float_bits(b->lr);
+  key.p[0] = b->X;
+  key.p[1] = b->Y;
+  key.p[2] = b->perm;
+  key.ws_serial = net_state(net)->ws_serial;
+  key.options_serial = net->options_serial;
+  return run_graphed(net, &key, queue_epoch_step_arg, b);
+}
+
+static bp_status queue_forward_ws(bp_network *net, const void *arg) {
+  return cuda_run_forward(net, net_state(net)->ws.x, *(const int *)arg);
+}
+
+bp_status cuda_forward_ws(bp_network *net, int n) {
+  if (!net->cuda_graphs) return cuda_run_forward(net, net_state(net)->ws.x, n);
+  graph_key key;
+  memset(&key, 0, sizeof key);
+  key.kind = GRAPH_FORWARD;
+  key.n = n;
+  key.ws_serial = net_state(net)->ws_serial;
+  key.options_serial = net->options_serial;
+  return run_graphed(net, &key, queue_forward_ws, &n);
+}

@@ -15,7 +15,7 @@ bp_status cuda_forward(bp_network *net, const float *X, int n, float *out) {
   /* Row-major n x s0 on the host is column-major s0 x n: a plain copy. */
   BP_CUDA_CHECK(ctx, cudaMemcpyAsync(cn->ws.x, X, (size_t)net->sizes[0] * (size_t)n * sizeof(float),
                                      cudaMemcpyHostToDevice, stream));
-  st = cuda_run_forward(net, cn->ws.x, n);
+  st = cuda_forward_ws(net, n);
   if (st != BP_OK) return st;
   BP_CUDA_CHECK(ctx, cudaMemcpyAsync(out, cn->ws.act[L - 1],
                                      (size_t)net->sizes[L] * (size_t)n * sizeof(float),
@@ -150,16 +150,26 @@ bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int batch_si
    * which do nothing when sc->cost is not finite or the update would
    * overflow a weight (counted as a skip too). */
   int done = 0, batches = 0;
+  /* With graphs or the fused kernels, the batch offset lives on the device
+   * (scalars->batch_start, zeroed above) and one step is one cuda_epoch_step;
+   * the reference path passes it as an argument. */
+  const int device_offset = net->cuda_graphs || cn->fused;
   for (int64_t start = 0; start < n; start += batch_size) {
     int bn = (int)((int64_t)n - start < batch_size ? (int64_t)n - start : batch_size);
-    BP_LAUNCH_CHECK(ctx, bp_launch_gather(cd->X, cd->Y, data->n_in, data->n_out, cd->perm,
-                                          (int)start, bn, cn->ws.x, cn->ws.y, stream));
-    st = cuda_run_forward(net, cn->ws.x, bn);
-    if (st != BP_OK) return st;
-    st = cuda_run_backward(net, cn->ws.x, cn->ws.y, bn, &sc->cost_sum, &sc->skipped);
-    if (st != BP_OK) return st;
-    st = cuda_run_update(net, lr, 1, &sc->skipped);
-    if (st != BP_OK) return st;
+    if (device_offset) {
+      cuda_epoch_batch b = {cd->X, cd->Y, data->n_in, data->n_out, cd->perm, bn, lr};
+      st = cuda_epoch_step(net, &b);
+      if (st != BP_OK) return st;
+    } else {
+      BP_LAUNCH_CHECK(ctx, bp_launch_gather(cd->X, cd->Y, data->n_in, data->n_out, cd->perm,
+                                            (int)start, bn, cn->ws.x, cn->ws.y, stream));
+      st = cuda_run_forward(net, cn->ws.x, bn);
+      if (st != BP_OK) return st;
+      st = cuda_run_backward(net, cn->ws.x, cn->ws.y, bn, &sc->cost_sum, &sc->skipped);
+      if (st != BP_OK) return st;
+      st = cuda_run_update(net, lr, 1, &sc->skipped);
+      if (st != BP_OK) return st;
+    }
     done = (int)(start + bn);
     ++batches;
     /* A progress report is the only wait inside the epoch: one copy of the

@@ -1,0 +1,199 @@
+// The ways the CUDA backend can run a step give the same training, bit for
+// bit: the reference kernels or the fused ones (BP_KERNELS, read when a
+// network is created), with or without CUDA graphs (bp_network_set_cuda_graphs).
+// A graph bakes in pointers and arguments, so the runs also change the
+// learning rate, the batch size, the workspace size and the data set between
+// epochs: a stale graph would show as a difference. On the CPU backend the
+// graph switch is accepted and changes nothing (that part runs everywhere).
+//
+// Fused and reference weights must be bit-identical (the same formulas on
+// the same floats; bias sums in the same order: kernels/fused.cu). The
+// fused batch cost sums the same double terms over another partition, so
+// epoch costs are compared to 1e-6 relative.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "support/test_util.h"
+
+namespace {
+
+// Sets an environment variable for the lifetime of the guard.
+class EnvGuard {
+ public:
+  EnvGuard(const char *name, const char *value) : name_(name) {
+    if (const char *old = std::getenv(name)) {
+      had_ = true;
+      old_ = old;
+    }
+    if (value)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
+  }
+  ~EnvGuard() {
+    if (had_)
+      setenv(name_.c_str(), old_.c_str(), 1);
+    else
+      unsetenv(name_.c_str());
+  }
+
+ private:
+  std::string name_, old_;
+  bool had_ = false;
+};
+
+struct RunResult {
+  std::vector<float> params;
+  std::vector<float> costs;   // mean cost of each epoch or batch call
+  std::vector<float> outputs; // bp_forward on the first examples at the end
+};
+
+struct Problem {
+  int n;
+  std::vector<float> X, Y;
+};
+
+Problem make_problem(uint64_t seed, int n, int n_in, int n_out) {
+  std::mt19937_64 gen(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  Problem p{n, std::vector<float>((size_t)n * n_in), std::vector<float>((size_t)n * n_out, 0.0f)};
+  for (auto &x : p.X) x = u(gen);
+  for (int e = 0; e < n; ++e) {
+    // A learnable target: the class is the index of the largest of the
+    // first n_out inputs.
+    int best = 0;
+    for (int j = 1; j < n_out; ++j)
+      if (p.X[(size_t)e * n_in + j] > p.X[(size_t)e * n_in + best]) best = j;
+    p.Y[(size_t)e * n_out + best] = 1.0f;
+  }
+  return p;
+}
+
+// Trains a fresh network through every entry point that can take a graph,
+// changing everything a graph bakes in along the way.
+RunResult train(bp_backend backend, const char *kernels, int graphs, uint64_t seed) {
+  RunResult r;
+  EnvGuard env("BP_KERNELS", kernels);
+  tu::Ctx ctx;
+  if (bp_context_create(backend, 0, &ctx.ctx) != BP_OK) {
+    ADD_FAILURE() << "context: " << bp_context_last_error(nullptr);
+    return r;
+  }
+  const int sizes[] = {29, 67, 33, 5};
+  tu::Net net;
+  EXPECT_EQ(bp_network_create(ctx, 4, sizes, seed, &net.net), BP_OK) << bp_context_last_error(ctx);
+  if (!net.net) return r;
+  EXPECT_EQ(bp_network_set_cuda_graphs(net, graphs), BP_OK);
+  EXPECT_EQ(bp_network_cuda_graphs(net), graphs);
+  Problem a = make_problem(seed + 1, 1000, 29, 5), b = make_problem(seed + 2, 700, 29, 5);
+  tu::Data da, db;
+  EXPECT_EQ(bp_dataset_create(ctx, a.n, 29, 5, a.X.data(), a.Y.data(), &da.data), BP_OK);
+  EXPECT_EQ(bp_dataset_create(ctx, b.n, 29, 5, b.X.data(), b.Y.data(), &db.data), BP_OK);
+  // (data set, batch, learning rate) per epoch: repeated shapes (captured
+  // and replayed), a new lr, a larger batch (the workspace grows), the
+  // other data set, and back.
+  struct Epoch {
+    bp_dataset *d;
+    int batch;
+    float lr;
+  } epochs[] = {{da, 64, 2.0f},  {da, 64, 2.0f},  {da, 64, 1.0f}, {da, 128, 1.0f},
+                {db, 128, 1.0f}, {da, 64, 2.0f},  {db, 700, 0.5f}, {db, 700, 0.5f}};
+  uint64_t shuffle = seed;
+  for (const Epoch &e : epochs) {
+    float c = NAN;
+    EXPECT_EQ(bp_train_epoch(net, e.d, e.batch, e.lr, ++shuffle, &c), BP_OK)
+        << bp_context_last_error(ctx);
+    r.costs.push_back(c);
+    float out[3 * 5];
+    EXPECT_EQ(bp_forward(net, a.X.data(), 3, out), BP_OK);  // the forward graph, n = 3
+    r.outputs.insert(r.outputs.end(), out, out + 15);
+  }
+  for (int i = 0; i < 3; ++i) {
+    float c = NAN;
+    EXPECT_EQ(bp_train_batch(net, a.X.data(), a.Y.data(), 200, 1.0f, &c), BP_OK);
+    r.costs.push_back(c);
+  }
+  std::vector<float> out((size_t)a.n * 5);
+  EXPECT_EQ(bp_forward(net, a.X.data(), a.n, out.data()), BP_OK);
+  r.outputs.insert(r.outputs.end(), out.begin(), out.end());
+  r.params = tu::all_params(net);
+  return r;
+}
+
+bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+void expect_same_training(const RunResult &got, const RunResult &want, double cost_tol,
+                          const char *what) {
+  SCOPED_TRACE(what);
+  ASSERT_FALSE(want.params.empty());
+  EXPECT_TRUE(same_bits(got.params, want.params)) << "weights differ";
+  EXPECT_TRUE(same_bits(got.outputs, want.outputs)) << "outputs differ";
+  ASSERT_EQ(got.costs.size(), want.costs.size());
+  for (size_t i = 0; i < want.costs.size(); ++i)
+    EXPECT_LE(std::fabs(got.costs[i] - want.costs[i]), cost_tol * std::fabs(want.costs[i]))
+        << "cost " << i << ": " << got.costs[i] << " vs " << want.costs[i];
+  // The training must have done something: the first epoch's cost falls.
+  EXPECT_LT(want.costs[7], want.costs[0]);
+}
+
+TEST(ExecutionPaths, CpuIgnoresTheGraphSwitch) {
+  const uint64_t seed = tu::fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  RunResult plain = train(BP_BACKEND_CPU, nullptr, 0, seed);
+  RunResult graphs = train(BP_BACKEND_CPU, nullptr, 1, seed);
+  expect_same_training(graphs, plain, 0.0, "cpu, graphs on vs off");
+}
+
+TEST(ExecutionPaths, CudaGraphsReplayTheSameStep) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const uint64_t seed = tu::fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  for (const char *kernels : {"reference", "fused"}) {
+    SCOPED_TRACE(kernels);
+    RunResult plain = train(BP_BACKEND_CUDA, kernels, 0, seed);
+    RunResult graphs = train(BP_BACKEND_CUDA, kernels, 1, seed);
+    // The same kernels replayed: the costs are bit-identical too.
+    expect_same_training(graphs, plain, 0.0, "graphs on vs off");
+  }
+}
+
+TEST(ExecutionPaths, CudaFusedKernelsTrainAsTheReference) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const uint64_t seed = tu::fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  RunResult reference = train(BP_BACKEND_CUDA, "reference", 0, seed);
+  RunResult fused = train(BP_BACKEND_CUDA, "fused", 0, seed);
+  expect_same_training(fused, reference, 1e-6, "fused vs reference");
+  // And both agree with the CPU backend to float rounding (the products
+  // differ in summation order): a sanity check that neither path is off.
+  RunResult cpu = train(BP_BACKEND_CPU, nullptr, 0, seed);
+  ASSERT_EQ(cpu.params.size(), fused.params.size());
+  double worst = 0;
+  for (size_t i = 0; i < cpu.params.size(); ++i)
+    worst = std::max(worst, (double)std::fabs(cpu.params[i] - fused.params[i]) /
+                                std::max(1.0, (double)std::fabs(cpu.params[i])));
+  EXPECT_LT(worst, 1e-3) << "fused CUDA weights drift from the CPU backend's";
+}
+
+TEST(ExecutionPaths, CudaRejectsAnUnknownKernelPath) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  EnvGuard env("BP_KERNELS", "fastest");
+  tu::Ctx ctx;
+  ASSERT_EQ(bp_context_create(BP_BACKEND_CUDA, 0, &ctx.ctx), BP_OK);
+  const int sizes[] = {3, 2};
+  bp_network *net = nullptr;
+  EXPECT_EQ(bp_network_create(ctx, 2, sizes, 1, &net), BP_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(net, nullptr);
+  EXPECT_NE(std::string(bp_context_last_error(ctx)).find("BP_KERNELS"), std::string::npos)
+      << bp_context_last_error(ctx);
+}
+
+}  // namespace
