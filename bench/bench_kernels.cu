@@ -547,6 +547,219 @@ class Copy : public KernelBench {
   }
 };
 
+/* ---- fused.cu: the fast path's kernels ------------------------------------------
+ * Each is validated against the CPU reference of the formulas, and its bytes
+ * are the fewest it must move; the reference kernels it replaces moved more
+ * (see the traffic strings), which is the point of fusing. */
+
+/* a = sigma(z + b) written over z: reads z, writes a, reads b. */
+class BiasSigmoidInplace : public KernelBench {
+  int W = 0, n = 0;
+
+ public:
+  const char *name() const override { return "bias_sigmoid_inplace"; }
+  const char *traffic() const override {
+    return "read z, write a over it (8 B/elem) + b; replaces bias_sigmoid (12 B/elem)";
+  }
+  void plan(size_t t, const Options &o) override {
+    W = o.width;
+    n = (int)at_least_1(t / (8 * (size_t)W));
+  }
+  std::string dims() const override { return std::to_string(W) + "x" + std::to_string(n); }
+  size_t bytes() const override { return 8 * (size_t)W * n + 4 * (size_t)W; }
+  std::vector<BufSpec> buffers() const override {
+    /* In place, repeated launches feed a back in: it stays in (-0.5, 1.5). */
+    return {{"za", (size_t)W * n, 4, Init::Uniform, -6.f, 6.f},
+            {"b", (size_t)W, 4, Init::Uniform, -0.5f, 0.5f}};
+  }
+  void launch(const Set &s, cudaStream_t st) override {
+    cudaCheck(bp_launch_bias_sigmoid_inplace(s.get<float>(0), s.get<float>(1), W, n, st));
+  }
+  Check validate(const Set &s, cudaStream_t st) override {
+    size_t c = (size_t)W * n;
+    auto z0 = to_host(s.get<float>(0), c);
+    auto b = to_host(s.get<float>(1), (size_t)W);
+    launch(s, st);
+    cudaCheck(cudaStreamSynchronize(st));
+    auto a = to_host(s.get<float>(0), c);
+    Check ck;
+    for (size_t k = 0, i = 0; k < (size_t)n; ++k)
+      for (size_t j = 0; j < (size_t)W; ++j, ++i)
+        ck.value("a", i, a[i], bp_sigmoid(z0[i] + b[j]), 1e-6, 1e-6);
+    return ck;
+  }
+};
+
+/* Output layer in one kernel: delta = 2 (a - y) a (1 - a), the batch cost
+ * and db. Reads a and y, writes delta. */
+class OutputErrorFused : public KernelBench {
+  int W = 0, n = 0;
+
+ public:
+  const char *name() const override { return "output_error_fused"; }
+  const char *traffic() const override {
+    return "read a, y, write delta (12 B/elem); replaces output_error + cost + bias_grad "
+           "(28 B/elem)";
+  }
+  void plan(size_t t, const Options &o) override {
+    W = o.width;
+    n = (int)at_least_1(t / (12 * (size_t)W));
+  }
+  std::string dims() const override { return std::to_string(W) + "x" + std::to_string(n); }
+  size_t bytes() const override { return 12 * (size_t)W * n + 4 * (size_t)W; }
+  std::vector<BufSpec> buffers() const override {
+    size_t c = (size_t)W * n;
+    return {{"a", c, 4, Init::Uniform, 0.f, 1.f},
+            {"y", c, 4, Init::Uniform, 0.f, 1.f},
+            {"delta", c, 4, Init::Poison, 0, 0},
+            {"bias_partials", bp_bias_grad_partials_count(W, n), 4, Init::Scratch, 0, 0},
+            {"db", (size_t)W, 4, Init::Poison, 0, 0},
+            {"cost_partials", bp_output_fused_cost_partials_count(W, n), 8, Init::Scratch, 0, 0},
+            {"cost", 1, 4, Init::Poison, 0, 0},
+            {"cost_acc", 1, 8, Init::Zero, 0, 0},
+            {"skipped", 1, 4, Init::Zero, 0, 0},
+            {"ticket", 1, 4, Init::Zero, 0, 0}};
+  }
+  void launch(const Set &s, cudaStream_t st) override {
+    cudaCheck(bp_launch_output_error_fused(
+        s.get<float>(0), s.get<float>(1), s.get<float>(2), W, n, s.get<float>(3),
+        s.get<float>(4), s.get<double>(5), s.get<float>(6), s.get<double>(7), s.get<int>(8),
+        s.get<unsigned>(9), st));
+  }
+  Check validate(const Set &s, cudaStream_t st) override {
+    size_t c = (size_t)W * n;
+    auto a = to_host(s.get<float>(0), c);
+    auto y = to_host(s.get<float>(1), c);
+    launch(s, st);
+    cudaCheck(cudaStreamSynchronize(st));
+    auto d = to_host(s.get<float>(2), c);
+    auto db = to_host(s.get<float>(4), (size_t)W);
+    auto cost = to_host(s.get<float>(6), 1);
+    Check ck;
+    std::vector<double> sum((size_t)W, 0.0), sum_abs((size_t)W, 0.0);
+    double total = 0.0;
+    for (size_t k = 0, i = 0; k < (size_t)n; ++k)
+      for (size_t j = 0; j < (size_t)W; ++j, ++i) {
+        float r = bp_output_error_of_a(a[i], y[i]);
+        ck.value("delta", i, d[i], r, 0.0, 0.0); /* the same float operations */
+        sum[j] += r;
+        sum_abs[j] += std::fabs(r);
+        total += bp_cost_term(a[i], y[i]);
+      }
+    for (size_t j = 0; j < (size_t)W; ++j)
+      ck.value("db", j, db[j], sum[j] / n, 4e-6 * sum_abs[j] / n + 1e-12, 1e-6);
+    ck.value("cost", 0, cost[0], total / n, 0.0, 1e-6);
+    return ck;
+  }
+};
+
+/* Hidden layer in one kernel: delta = g a (1 - a) and db. Reads g and a,
+ * writes delta; out of place here, as HiddenError, so repeated launches keep
+ * their inputs (the same bytes as in place). */
+class HiddenErrorFused : public KernelBench {
+  int W = 0, n = 0;
+
+ public:
+  const char *name() const override { return "hidden_error_fused"; }
+  const char *traffic() const override {
+    return "read g, a, write delta (12 B/elem); replaces hidden_error + bias_grad (16 B/elem)";
+  }
+  void plan(size_t t, const Options &o) override {
+    W = o.width;
+    n = (int)at_least_1(t / (12 * (size_t)W));
+  }
+  std::string dims() const override { return std::to_string(W) + "x" + std::to_string(n); }
+  size_t bytes() const override { return 12 * (size_t)W * n + 4 * (size_t)W; }
+  std::vector<BufSpec> buffers() const override {
+    size_t c = (size_t)W * n;
+    return {{"g", c, 4, Init::Uniform, -1.f, 1.f},
+            {"a", c, 4, Init::Uniform, 0.f, 1.f},
+            {"delta", c, 4, Init::Poison, 0, 0},
+            {"bias_partials", bp_bias_grad_partials_count(W, n), 4, Init::Scratch, 0, 0},
+            {"db", (size_t)W, 4, Init::Poison, 0, 0},
+            {"ticket", 1, 4, Init::Zero, 0, 0}};
+  }
+  void launch(const Set &s, cudaStream_t st) override {
+    cudaCheck(bp_launch_hidden_error_fused(s.get<float>(0), s.get<float>(1), s.get<float>(2), W,
+                                           n, s.get<float>(3), s.get<float>(4),
+                                           s.get<unsigned>(5), st));
+  }
+  Check validate(const Set &s, cudaStream_t st) override {
+    size_t c = (size_t)W * n;
+    auto g = to_host(s.get<float>(0), c);
+    auto a = to_host(s.get<float>(1), c);
+    launch(s, st);
+    cudaCheck(cudaStreamSynchronize(st));
+    auto d = to_host(s.get<float>(2), c);
+    auto db = to_host(s.get<float>(4), (size_t)W);
+    Check ck;
+    std::vector<double> sum((size_t)W, 0.0), sum_abs((size_t)W, 0.0);
+    for (size_t k = 0, i = 0; k < (size_t)n; ++k)
+      for (size_t j = 0; j < (size_t)W; ++j, ++i) {
+        float r = bp_hidden_error_of_a(g[i], a[i]);
+        ck.value("delta", i, d[i], r, 0.0, 0.0);
+        sum[j] += r;
+        sum_abs[j] += std::fabs(r);
+      }
+    for (size_t j = 0; j < (size_t)W; ++j)
+      ck.value("db", j, db[j], sum[j] / n, 4e-6 * sum_abs[j] / n + 1e-12, 1e-6);
+    return ck;
+  }
+};
+
+/* The one-launch gather with its offset on the device (graphs). */
+class GatherAt : public KernelBench {
+  int n_in = 0, n_out = 0, bn = 0;
+
+ public:
+  const char *name() const override { return "gather_at"; }
+  const char *traffic() const override {
+    return "read X, Y columns, write x, y (8 B/elem) + perm; one launch for both";
+  }
+  void plan(size_t t, const Options &o) override {
+    n_in = o.in_width;
+    n_out = o.out_width;
+    bn = (int)at_least_1(t / (8 * (size_t)(n_in + n_out) + 4));
+  }
+  std::string dims() const override {
+    return std::to_string(n_in) + "+" + std::to_string(n_out) + " x " + std::to_string(bn);
+  }
+  size_t bytes() const override { return 8 * (size_t)(n_in + n_out) * bn + 4 * (size_t)bn; }
+  std::vector<BufSpec> buffers() const override {
+    size_t cx = (size_t)n_in * bn, cy = (size_t)n_out * bn;
+    return {{"X", cx, 4, Init::Uniform, 0.f, 1.f},
+            {"Y", cy, 4, Init::Uniform, 0.f, 1.f},
+            {"perm", (size_t)bn, 4, Init::Perm, 0, 0},
+            {"x", cx, 4, Init::Poison, 0, 0},
+            {"y", cy, 4, Init::Poison, 0, 0},
+            {"start", 1, 4, Init::Zero, 0, 0}};
+  }
+  void launch(const Set &s, cudaStream_t st) override {
+    cudaCheck(bp_launch_gather_at(s.get<float>(0), s.get<float>(1), n_in, n_out,
+                                  s.get<int32_t>(2), s.get<int>(5), bn, s.get<float>(3),
+                                  s.get<float>(4), st));
+  }
+  Check validate(const Set &s, cudaStream_t st) override {
+    size_t cx = (size_t)n_in * bn, cy = (size_t)n_out * bn;
+    auto X = to_host(s.get<float>(0), cx);
+    auto Y = to_host(s.get<float>(1), cy);
+    auto perm = to_host(s.get<int32_t>(2), (size_t)bn);
+    launch(s, st);
+    cudaCheck(cudaStreamSynchronize(st));
+    auto x = to_host(s.get<float>(3), cx);
+    auto y = to_host(s.get<float>(4), cy);
+    Check ck;
+    for (size_t k = 0; k < (size_t)bn; ++k) {
+      size_t src = (size_t)perm[k];
+      for (size_t j = 0; j < (size_t)n_in; ++j)
+        ck.value("x", j + k * n_in, x[j + k * n_in], X[j + src * n_in], 0.0, 0.0);
+      for (size_t j = 0; j < (size_t)n_out; ++j)
+        ck.value("y", j + k * n_out, y[j + k * n_out], Y[j + src * n_out], 0.0, 0.0);
+    }
+    return ck;
+  }
+};
+
 static std::vector<std::unique_ptr<KernelBench>> all_kernels() {
   std::vector<std::unique_ptr<KernelBench>> v;
   v.emplace_back(new Copy());
@@ -558,6 +771,10 @@ static std::vector<std::unique_ptr<KernelBench>> all_kernels() {
   v.emplace_back(new BiasGrad());
   v.emplace_back(new Cost());
   v.emplace_back(new Accuracy());
+  v.emplace_back(new BiasSigmoidInplace());
+  v.emplace_back(new OutputErrorFused());
+  v.emplace_back(new HiddenErrorFused());
+  v.emplace_back(new GatherAt());
   return v;
 }
 

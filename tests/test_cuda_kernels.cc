@@ -585,23 +585,28 @@ TEST(CudaKernels, FusedOutputErrorMatchesReference) {
     std::mt19937 rng((uint32_t)seed);
     const size_t total = (size_t)s.width * s.n;
     std::vector<float> z = random_floats(rng, total, -6.0f, 6.0f);
-    std::vector<float> a(total), y = random_floats(rng, total, 0.0f, 1.0f);
-    for (size_t i = 0; i < total; ++i) a[i] = bp_sigmoid(z[i]);
+    std::vector<float> bias = random_floats(rng, (size_t)s.width, -1.0f, 1.0f);
+    std::vector<float> y = random_floats(rng, total, 0.0f, 1.0f);
     // The reference: output error (from z), bias gradient, cost.
     const size_t n_bias = bp_bias_grad_partials_count(s.width, s.n);
     const size_t n_cost = std::max(bp_cost_partials_count(s.width, s.n),
                                    bp_output_fused_cost_partials_count(s.width, s.n));
     DeviceBuffer<float> da(total), dy(total), dz(total), dref(total), dfused(total);
-    DeviceBuffer<float> dbias(n_bias), db_ref(s.width), db_fused(s.width), dcost(1);
+    DeviceBuffer<float> dbias(n_bias), db_ref(s.width), db_fused(s.width), dcost(1), dbb(s.width);
     DeviceBuffer<double> dcp(n_cost), dacc(1);
     DeviceBuffer<int> dskip(1);
     DeviceBuffer<unsigned> dcounter(1);
     ASSERT_TRUE(da.ok() && dy.ok() && dz.ok() && dref.ok() && dfused.ok() && dbias.ok() &&
                 db_ref.ok() && db_fused.ok() && dcost.ok() && dcp.ok() && dacc.ok() &&
-                dskip.ok() && dcounter.ok());
-    da.upload(a);
-    dy.upload(y);
+                dskip.ok() && dcounter.ok() && dbb.ok());
+    // z and a = sigma(z) as the forward pass leaves them, from the device's
+    // own sigmoid (the host's expf may differ by an ulp).
     dz.upload(z);
+    dbb.upload(bias);
+    CUDA_OK(bp_launch_bias_sigmoid(dz.get(), da.get(), dbb.get(), s.width, s.n, stream));
+    CUDA_OK(stream.sync());
+    const std::vector<float> a = da.download();
+    dy.upload(y);
     dcounter.upload({0u});
     dref.poison();
     CUDA_OK(bp_launch_output_error(da.get(), dy.get(), dz.get(), dref.get(), total, stream));
@@ -661,17 +666,18 @@ TEST(CudaKernels, FusedHiddenErrorMatchesReferenceInPlace) {
     const size_t total = (size_t)s.width * s.n;
     std::vector<float> g = random_floats(rng, total, -1.0f, 1.0f);
     std::vector<float> z = random_floats(rng, total, -6.0f, 6.0f);
-    std::vector<float> a(total);
-    for (size_t i = 0; i < total; ++i) a[i] = bp_sigmoid(z[i]);
+    std::vector<float> bias = random_floats(rng, (size_t)s.width, -1.0f, 1.0f);
     const size_t n_bias = bp_bias_grad_partials_count(s.width, s.n);
     DeviceBuffer<float> dg(total), dz(total), da(total), dref(total), dbias(n_bias);
-    DeviceBuffer<float> db_ref(s.width), db_fused(s.width);
+    DeviceBuffer<float> db_ref(s.width), db_fused(s.width), dbb(s.width);
     DeviceBuffer<unsigned> dcounter(1);
     ASSERT_TRUE(dg.ok() && dz.ok() && da.ok() && dref.ok() && dbias.ok() && db_ref.ok() &&
-                db_fused.ok() && dcounter.ok());
+                db_fused.ok() && dcounter.ok() && dbb.ok());
     dg.upload(g);
+    // z and a = sigma(z) from the device's own sigmoid, as in the backend.
     dz.upload(z);
-    da.upload(a);
+    dbb.upload(bias);
+    CUDA_OK(bp_launch_bias_sigmoid(dz.get(), da.get(), dbb.get(), s.width, s.n, stream));
     dcounter.upload({0u});
     dref.poison();
     CUDA_OK(bp_launch_hidden_error(dg.get(), dz.get(), dref.get(), total, stream));
