@@ -345,6 +345,23 @@ bp_status bp_train_epoch_host(bp_network *net, const float *X, const float *Y, i
  * pointer may be NULL. */
 bp_status bp_evaluate(bp_network *net, const bp_dataset *data, float *mean_cost, float *accuracy);
 
+/* ---- Statistics -----------------------------------------------------------
+ * What the last epoch call (bp_train_epoch, bp_train_epoch_ex,
+ * bp_train_epoch_host) on a network cost the host, for measuring launch
+ * overhead (e.g. with and without CUDA graphs). Fields are only appended. */
+typedef struct bp_epoch_stats {
+  int steps;            /* batches the call ran */
+  int graph_replays;    /* of those, steps replayed from a captured CUDA graph */
+  double wall_us;       /* the whole call, microseconds */
+  double queue_us;      /* host time spent issuing the steps' work: on CUDA from the first
+                           batch until the last is queued, before the final wait (the
+                           device runs behind; the queue blocks only when it is full); on
+                           the CPU the steps themselves */
+} bp_epoch_stats;
+/* Copies the statistics of the last epoch call; all zero before the first.
+ * Statistics of a call that failed are those of the work it did. */
+bp_status bp_network_last_epoch_stats(const bp_network *net, bp_epoch_stats *stats);
+
 /* ---- Model files (safetensors) -------------------------------------------
  * Format: 8-byte little-endian header length N, N bytes of JSON, raw
  * little-endian data. Tensors "layers.{i}.weight" ([s[i+1], s[i]], F32) and

@@ -1,6 +1,7 @@
 /* dataset.c - data sets in backend memory, epochs and evaluation. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -103,8 +104,12 @@ bp_status bp_train_epoch_ex(bp_network *net, const bp_dataset *data, int batch_s
   bp_epoch_progress report = {progress, user, every, data->n};
   double cost_sum = 0.0;
   int skipped = 0, done = data->n;
+  const double t0 = bp_now_us();
+  memset(&net->stats, 0, sizeof net->stats);
   st = ctx->ops->train_epoch(net, data, batch_size, learning_rate, perm,
                              progress ? &report : NULL, &cost_sum, &skipped, &done);
+  net->stats.wall_us = bp_now_us() - t0;
+  net->stats.steps = (int)(((int64_t)done + batch_size - 1) / batch_size);
   free(perm);
   if (st != BP_OK) return st;
   net->has_grads = 1;

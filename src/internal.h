@@ -82,6 +82,9 @@ struct bp_network {
   int deterministic;
   int cuda_graphs;
   unsigned options_serial;
+  /* The last epoch call's statistics: the API layer fills steps and wall_us,
+   * the backend queue_us and graph_replays. */
+  bp_epoch_stats stats;
   void *impl;           /* backend buffers */
 };
 
@@ -168,6 +171,9 @@ void bp_clear_error(bp_context *ctx);
  * sticky device fault refuses all work (BP_ERR_DEVICE); otherwise the last
  * error is cleared and BP_OK returned. ctx must not be NULL. */
 bp_status bp_check_context(bp_context *ctx);
+
+/* A monotonic clock in microseconds (src/stats.c). */
+double bp_now_us(void);
 
 /* 1 if all count floats are finite. */
 int bp_all_finite(const float *x, size_t count);

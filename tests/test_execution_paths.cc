@@ -52,6 +52,7 @@ struct RunResult {
   std::vector<float> params;
   std::vector<float> costs;   // mean cost of each epoch or batch call
   std::vector<float> outputs; // bp_forward on the first examples at the end
+  std::vector<bp_epoch_stats> stats;  // after each epoch
 };
 
 struct Problem {
@@ -110,6 +111,14 @@ RunResult train(bp_backend backend, const char *kernels, int graphs, uint64_t se
     EXPECT_EQ(bp_train_epoch(net, e.d, e.batch, e.lr, ++shuffle, &c), BP_OK)
         << bp_context_last_error(ctx);
     r.costs.push_back(c);
+    bp_epoch_stats st;
+    EXPECT_EQ(bp_network_last_epoch_stats(net, &st), BP_OK);
+    const int examples = e.d == da.data ? a.n : b.n;
+    EXPECT_EQ(st.steps, (examples + e.batch - 1) / e.batch);
+    EXPECT_GT(st.wall_us, 0.0);
+    EXPECT_GT(st.queue_us, 0.0);
+    EXPECT_LE(st.queue_us, st.wall_us);
+    r.stats.push_back(st);
     float out[3 * 5];
     EXPECT_EQ(bp_forward(net, a.X.data(), 3, out), BP_OK);  // the forward graph, n = 3
     r.outputs.insert(r.outputs.end(), out, out + 15);
@@ -162,6 +171,11 @@ TEST(ExecutionPaths, CudaGraphsReplayTheSameStep) {
     RunResult graphs = train(BP_BACKEND_CUDA, kernels, 1, seed);
     // The same kernels replayed: the costs are bit-identical too.
     expect_same_training(graphs, plain, 0.0, "graphs on vs off");
+    // And they were replayed: the second epoch repeats the first's shapes,
+    // so every one of its steps comes from a graph.
+    ASSERT_GE(graphs.stats.size(), 2u);
+    EXPECT_EQ(graphs.stats[1].graph_replays, graphs.stats[1].steps);
+    for (const bp_epoch_stats &st : plain.stats) EXPECT_EQ(st.graph_replays, 0);
   }
 }
 

@@ -289,6 +289,7 @@ static bp_status cpu_train_epoch(bp_network *net, const bp_dataset *data, int ba
   const size_t in = (size_t)data->n_in, out = (size_t)data->n_out;
   double sum = 0.0;
   int skip = 0, done = 0, cost_examples = 0, batches = 0;
+  const double t0 = bp_now_us();
   for (int start = 0; start < data->n; start += batch_size) {
     const int bn = data->n - start < batch_size ? data->n - start : batch_size;
     for (int k = 0; k < bn; ++k) {
@@ -314,6 +315,7 @@ static bp_status cpu_train_epoch(bp_network *net, const bp_dataset *data, int ba
         bp_epoch_report(progress, done, sum, cost_examples))
       break;
   }
+  net->stats.queue_us = bp_now_us() - t0; /* synchronous: the steps themselves */
   *cost_sum = sum;
   *skipped = skip;
   *examples_done = done;

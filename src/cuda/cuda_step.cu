@@ -240,6 +240,7 @@ static bp_status run_graphed(bp_network *net, const graph_key *key, queue_fn que
     }
   }
   BP_CUDA_CHECK(ctx, cudaGraphLaunch(slot->exec, stream));
+  if (key->kind == GRAPH_EPOCH_STEP) ++net->stats.graph_replays;
   return BP_OK;
 }
 

@@ -154,6 +154,7 @@ bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int batch_si
    * (scalars->batch_start, zeroed above) and one step is one cuda_epoch_step;
    * the reference path passes it as an argument. */
   const int device_offset = net->cuda_graphs || cn->fused;
+  const double t0 = bp_now_us();
   for (int64_t start = 0; start < n; start += batch_size) {
     int bn = (int)((int64_t)n - start < batch_size ? (int64_t)n - start : batch_size);
     if (device_offset) {
@@ -182,6 +183,8 @@ bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int batch_si
     }
   }
 
+  /* Queued: the host's share ends here, the device's runs on. */
+  net->stats.queue_us = bp_now_us() - t0;
   cuda_scalars host;
   BP_CUDA_CHECK(ctx, cudaMemcpyAsync(&host, sc, sizeof host, cudaMemcpyDeviceToHost, stream));
   BP_CUDA_CHECK(ctx, cudaStreamSynchronize(stream));

@@ -1,0 +1,20 @@
+/* stats.c - the clock behind bp_epoch_stats, and its getter. */
+#define _POSIX_C_SOURCE 200809L
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+double bp_now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+bp_status bp_network_last_epoch_stats(const bp_network *net, bp_epoch_stats *stats) {
+  if (!net) return BP_ERR_INVALID_ARGUMENT;
+  if (!stats)
+    return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_last_epoch_stats: stats is NULL");
+  *stats = net->stats;
+  return BP_OK;
+}
