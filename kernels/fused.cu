@@ -10,6 +10,7 @@
  *                          bias gradient, in one kernel.
  *   hidden_error_fused     delta = g a (1 - a) and the bias gradient, in one
  *                          kernel.
+ * Where the width allows, each thread moves float4s (see "Vector width").
  *
  * Each fused reduction finishes in the same launch: every block writes its
  * partial sums, then the last block to arrive (an integer ticket, the only
@@ -25,20 +26,71 @@
 
 #define FUSED_THREADS (BIAS_BX * BIAS_BY)
 
+/* ---- Vector width --------------------------------------------------------------
+ * Every fused kernel is a template on V, the rows one thread handles: 4 when
+ * width is a multiple of 4 (then every column starts 16-byte aligned, as
+ * cudaMalloc's 256-byte alignment and the workspace layout guarantee, and a
+ * thread moves float4s: 16-byte loads and stores), else 1. Each row's bias
+ * sum still adds the same columns in the same order (threadIdx.y picks the
+ * columns, whatever V is), so db stays bit-identical to the reference. */
+
+template <int V>
+struct vec;
+template <>
+struct vec<1> {
+  static __device__ __forceinline__ void load(const float *p, float *v) { v[0] = *p; }
+  static __device__ __forceinline__ void store(float *p, const float *v) { *p = v[0]; }
+};
+template <>
+struct vec<4> {
+  static __device__ __forceinline__ void load(const float *p, float *v) {
+    const float4 t = *reinterpret_cast<const float4 *>(p);
+    v[0] = t.x;
+    v[1] = t.y;
+    v[2] = t.z;
+    v[3] = t.w;
+  }
+  static __device__ __forceinline__ void store(float *p, const float *v) {
+    *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  }
+};
+
+/* 4 if every column of a width-row matrix starting at each pointer is
+ * 16-byte aligned, else 1. */
+static int vector_width(int width, const void *p0, const void *p1 = nullptr,
+                        const void *p2 = nullptr) {
+  if (width % 4 != 0) return 1;
+  const void *ps[3] = {p0, p1, p2};
+  for (const void *p : ps)
+    if (p != nullptr && (reinterpret_cast<uintptr_t>(p) & 15u) != 0) return 1;
+  return 4;
+}
+
+/* Grid x: blocks of BIAS_BX threads, V rows each. */
+static unsigned row_blocks(int width, int v) {
+  const size_t rows = (size_t)BIAS_BX * (size_t)v;
+  return (unsigned)(((size_t)width + rows - 1) / rows);
+}
+
 /* ---- Forward -------------------------------------------------------------- */
 
-/* Block BIAS_BX x BIAS_BY: threadIdx.x picks the row j (b[j] read once),
- * the y threads of the grid stride over the columns. No 64-bit division. */
+/* Block BIAS_BX x BIAS_BY: threadIdx.x picks V rows (b read once), the y
+ * threads of the grid stride over the columns. No 64-bit division. */
+template <int V>
 __global__ void bp_bias_sigmoid_inplace_kernel(float *__restrict__ za, const float *__restrict__ b,
                                                int width, int n) {
-  const int j = blockIdx.x * BIAS_BX + threadIdx.x;
-  if (j >= width) return;
-  const float bj = b[j];
+  const int j0 = (blockIdx.x * BIAS_BX + threadIdx.x) * V;
+  if (j0 >= width) return; /* V divides width: all V rows are in range */
+  float bj[V];
+  for (int v = 0; v < V; ++v) bj[v] = b[j0 + v];
   const size_t w = (size_t)width;
   for (size_t k = (size_t)blockIdx.y * BIAS_BY + threadIdx.y; k < (size_t)n;
        k += (size_t)gridDim.y * BIAS_BY) {
-    const size_t e = (size_t)j + k * w;
-    za[e] = bp_sigmoid(za[e] + bj);
+    float *p = za + (size_t)j0 + k * w;
+    float x[V];
+    vec<V>::load(p, x);
+    for (int v = 0; v < V; ++v) x[v] = bp_sigmoid(x[v] + bj[v]);
+    vec<V>::store(p, x);
   }
 }
 
@@ -46,7 +98,8 @@ extern "C" cudaError_t bp_launch_bias_sigmoid_inplace(float *za, const float *b,
                                                       cudaStream_t stream) {
   if (width < 0 || n < 0 || ((width > 0 && n > 0) && (!za || !b))) return cudaErrorInvalidValue;
   if (width == 0 || n == 0) return cudaSuccess;
-  const unsigned gx = (unsigned)(((size_t)width + BIAS_BX - 1) / BIAS_BX);
+  const int v = vector_width(width, za);
+  const unsigned gx = row_blocks(width, v);
   /* Enough blocks in all to fill the device several times over, each thread
    * then taking a handful of columns. */
   size_t gy = ((size_t)n + BIAS_BY - 1) / BIAS_BY;
@@ -54,23 +107,29 @@ extern "C" cudaError_t bp_launch_bias_sigmoid_inplace(float *za, const float *b,
   if (gy > cap) gy = cap;
   if (gy > BIAS_MAX_CHUNKS) gy = BIAS_MAX_CHUNKS;
   dim3 grid(gx, (unsigned)gy), block(BIAS_BX, BIAS_BY);
-  bp_bias_sigmoid_inplace_kernel<<<grid, block, 0, stream>>>(za, b, width, n);
+  if (v == 4)
+    bp_bias_sigmoid_inplace_kernel<4><<<grid, block, 0, stream>>>(za, b, width, n);
+  else
+    bp_bias_sigmoid_inplace_kernel<1><<<grid, block, 0, stream>>>(za, b, width, n);
   return cudaGetLastError();
 }
 
 /* ---- Shared pieces of the fused reductions ---------------------------------- */
 
-/* The block's per-row partial sum, in the reference order: thread row 0
- * adds the BIAS_BY shares in order. s is this thread's sum over its columns. */
-static __device__ void write_bias_partial(float s, int j, int width, float *partials) {
-  __shared__ float share[BIAS_BY][BIAS_BX];
-  share[threadIdx.y][threadIdx.x] = s;
+/* The block's per-row partial sums, in the reference order: thread row 0
+ * adds the BIAS_BY shares in order. s[v] is this thread's sum over its
+ * columns for row j0 + v. */
+template <int V>
+static __device__ void write_bias_partials(const float *s, int j0, int width, float *partials) {
+  __shared__ float share[BIAS_BY][BIAS_BX * V];
+  for (int v = 0; v < V; ++v) share[threadIdx.y][threadIdx.x * V + v] = s[v];
   __syncthreads();
-  if (threadIdx.y == 0 && j < width) {
-    float t = share[0][threadIdx.x];
-    for (int r = 1; r < BIAS_BY; ++r) t += share[r][threadIdx.x];
-    partials[(size_t)blockIdx.y * (size_t)width + (size_t)j] = t;
-  }
+  if (threadIdx.y == 0 && j0 < width)
+    for (int v = 0; v < V; ++v) {
+      float t = share[0][threadIdx.x * V + v];
+      for (int r = 1; r < BIAS_BY; ++r) t += share[r][threadIdx.x * V + v];
+      partials[(size_t)blockIdx.y * (size_t)width + (size_t)(j0 + v)] = t;
+    }
 }
 
 /* Called by every thread of every block after its partials are written.
@@ -119,10 +178,10 @@ static __device__ double block_sum(double v, double *sh) {
   return sh[0];
 }
 
-static bool fused_grid(int width, int n, dim3 *grid, size_t *chunk_cols) {
+static bool fused_grid(int width, int n, int v, dim3 *grid, size_t *chunk_cols) {
   if (width < 1 || n < 1) return false;
   *chunk_cols = bias_chunk_cols(n);
-  *grid = dim3((unsigned)(((size_t)width + BIAS_BX - 1) / BIAS_BX), bias_chunks(n));
+  *grid = dim3(row_blocks(width, v), bias_chunks(n));
   return true;
 }
 
@@ -130,12 +189,14 @@ static bool fused_grid(int width, int n, dim3 *grid, size_t *chunk_cols) {
 
 extern "C" size_t bp_output_fused_cost_partials_count(int width, int n) {
   if (width < 1 || n < 1) return 0;
-  /* Nondecreasing in n: bias_chunks never exceeds this bound. */
+  /* Nondecreasing in n: bias_chunks never exceeds this bound; V = 1 has the
+   * most row blocks. */
   size_t chunks = ((size_t)n + BIAS_CHUNK - 1) / BIAS_CHUNK;
   if (chunks > BIAS_MAX_CHUNKS) chunks = BIAS_MAX_CHUNKS;
   return chunks * (((size_t)width + BIAS_BX - 1) / BIAS_BX);
 }
 
+template <int V>
 __global__ void bp_output_error_fused_kernel(const float *__restrict__ a,
                                              const float *__restrict__ y,
                                              float *__restrict__ delta, int width, int n,
@@ -144,21 +205,26 @@ __global__ void bp_output_error_fused_kernel(const float *__restrict__ a,
                                              double *__restrict__ cost_partials, float *cost,
                                              double *cost_acc, int *skipped, unsigned *counter) {
   __shared__ double sh[FUSED_THREADS];
-  const int j = blockIdx.x * BIAS_BX + threadIdx.x;
+  const int j0 = (blockIdx.x * BIAS_BX + threadIdx.x) * V;
   const size_t k0 = (size_t)blockIdx.y * chunk_cols;
   const size_t k1 = k0 + chunk_cols < (size_t)n ? k0 + chunk_cols : (size_t)n;
-  float s = 0.0f;
+  float s[V];
+  for (int v = 0; v < V; ++v) s[v] = 0.0f;
   double c = 0.0;
-  if (j < width)
+  if (j0 < width)
     for (size_t k = k0 + threadIdx.y; k < k1; k += BIAS_BY) {
-      const size_t e = (size_t)j + k * (size_t)width;
-      const float ae = a[e], ye = y[e];
-      const float d = bp_output_error_of_a(ae, ye);
-      delta[e] = d;
-      s += d;
-      c += (double)bp_cost_term(ae, ye);
+      const size_t e = (size_t)j0 + k * (size_t)width;
+      float av[V], yv[V], d[V];
+      vec<V>::load(a + e, av);
+      vec<V>::load(y + e, yv);
+      for (int v = 0; v < V; ++v) {
+        d[v] = bp_output_error_of_a(av[v], yv[v]);
+        s[v] += d[v];
+        c += (double)bp_cost_term(av[v], yv[v]);
+      }
+      vec<V>::store(delta + e, d);
     }
-  write_bias_partial(s, j, width, bias_partials);
+  write_bias_partials<V>(s, j0, width, bias_partials);
   const double block_cost = block_sum(c, sh);
   const unsigned block = blockIdx.y * gridDim.x + blockIdx.x;
   if (threadIdx.x == 0 && threadIdx.y == 0) cost_partials[block] = block_cost;
@@ -191,36 +257,50 @@ extern "C" cudaError_t bp_launch_output_error_fused(const float *a, const float 
                                                     unsigned *counter, cudaStream_t stream) {
   dim3 grid;
   size_t chunk_cols = 0;
-  if (!fused_grid(width, n, &grid, &chunk_cols) || !a || !y || !delta || !bias_partials || !db ||
-      !cost_partials || !cost || !counter)
+  const int v = vector_width(width, a, y, delta);
+  if (!fused_grid(width, n, v, &grid, &chunk_cols) || !a || !y || !delta || !bias_partials ||
+      !db || !cost_partials || !cost || !counter)
     return cudaErrorInvalidValue;
   dim3 block(BIAS_BX, BIAS_BY);
-  bp_output_error_fused_kernel<<<grid, block, 0, stream>>>(a, y, delta, width, n, chunk_cols,
-                                                           bias_partials, db, cost_partials, cost,
-                                                           cost_acc, skipped, counter);
+  if (v == 4)
+    bp_output_error_fused_kernel<4><<<grid, block, 0, stream>>>(
+        a, y, delta, width, n, chunk_cols, bias_partials, db, cost_partials, cost, cost_acc,
+        skipped, counter);
+  else
+    bp_output_error_fused_kernel<1><<<grid, block, 0, stream>>>(
+        a, y, delta, width, n, chunk_cols, bias_partials, db, cost_partials, cost, cost_acc,
+        skipped, counter);
   return cudaGetLastError();
 }
 
 /* ---- Hidden layers ------------------------------------------------------------ */
 
 /* No __restrict__ on g and delta: they may be the same buffer (in place).
- * Each element is read, then written, by the same thread only. */
+ * Each element is read, then written, by the same thread only; the loads of
+ * one vector come before its store. */
+template <int V>
 __global__ void bp_hidden_error_fused_kernel(const float *g, const float *__restrict__ a,
                                              float *delta, int width, int n, size_t chunk_cols,
                                              float *__restrict__ bias_partials,
                                              float *__restrict__ db, unsigned *counter) {
-  const int j = blockIdx.x * BIAS_BX + threadIdx.x;
+  const int j0 = (blockIdx.x * BIAS_BX + threadIdx.x) * V;
   const size_t k0 = (size_t)blockIdx.y * chunk_cols;
   const size_t k1 = k0 + chunk_cols < (size_t)n ? k0 + chunk_cols : (size_t)n;
-  float s = 0.0f;
-  if (j < width)
+  float s[V];
+  for (int v = 0; v < V; ++v) s[v] = 0.0f;
+  if (j0 < width)
     for (size_t k = k0 + threadIdx.y; k < k1; k += BIAS_BY) {
-      const size_t e = (size_t)j + k * (size_t)width;
-      const float d = bp_hidden_error_of_a(g[e], a[e]);
-      delta[e] = d;
-      s += d;
+      const size_t e = (size_t)j0 + k * (size_t)width;
+      float gv[V], av[V], d[V];
+      vec<V>::load(g + e, gv);
+      vec<V>::load(a + e, av);
+      for (int v = 0; v < V; ++v) {
+        d[v] = bp_hidden_error_of_a(gv[v], av[v]);
+        s[v] += d[v];
+      }
+      vec<V>::store(delta + e, d);
     }
-  write_bias_partial(s, j, width, bias_partials);
+  write_bias_partials<V>(s, j0, width, bias_partials);
   if (!last_block_done(counter)) return;
   finish_bias(bias_partials, width, gridDim.y, n, db);
 }
@@ -231,11 +311,16 @@ extern "C" cudaError_t bp_launch_hidden_error_fused(const float *g, const float 
                                                     cudaStream_t stream) {
   dim3 grid;
   size_t chunk_cols = 0;
-  if (!fused_grid(width, n, &grid, &chunk_cols) || !g || !a || !delta || !bias_partials || !db ||
-      !counter)
+  const int v = vector_width(width, g, a, delta);
+  if (!fused_grid(width, n, v, &grid, &chunk_cols) || !g || !a || !delta || !bias_partials ||
+      !db || !counter)
     return cudaErrorInvalidValue;
   dim3 block(BIAS_BX, BIAS_BY);
-  bp_hidden_error_fused_kernel<<<grid, block, 0, stream>>>(g, a, delta, width, n, chunk_cols,
-                                                           bias_partials, db, counter);
+  if (v == 4)
+    bp_hidden_error_fused_kernel<4><<<grid, block, 0, stream>>>(g, a, delta, width, n, chunk_cols,
+                                                                bias_partials, db, counter);
+  else
+    bp_hidden_error_fused_kernel<1><<<grid, block, 0, stream>>>(g, a, delta, width, n, chunk_cols,
+                                                                bias_partials, db, counter);
   return cudaGetLastError();
 }

@@ -544,15 +544,17 @@ TEST(CudaKernels, BadArgumentsLaunchNothing) {
 // sum). Each fused launch runs twice on one counter: the second run checks
 // that the last block left the counter at 0 and that results repeat exactly.
 
-// Shapes for the fused reductions: many column chunks, more than one row
-// tile, a chunk width that grows (n past 65535 * 128), batch 1.
-const Shape kFusedShapes[] = {{37, 1000}, {1, 1}, {1000, 3000}, {10, 4096}, {3, 100003},
-                              {1, 9000001}};
+// Shapes for the fused kernels: many column chunks, more than one row tile,
+// a chunk width that grows (n past 65535 * 128), batch 1; widths that are
+// multiples of 4 take the float4 path (1000, 64, 4, 1024), the others the
+// scalar one.
+const Shape kFusedShapes[] = {{37, 1000}, {1, 1},    {1000, 3000}, {10, 4096},  {3, 100003},
+                              {1, 9000001}, {64, 513}, {4, 3},       {1024, 129}};
 
 TEST(CudaKernels, FusedBiasSigmoidInPlaceMatchesReference) {
   if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   Stream stream;
-  for (const Shape &s : kShapes) {
+  for (const Shape &s : kFusedShapes) {
     const uint64_t seed = test_seed(901 + s.width);
     SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
     std::mt19937 rng((uint32_t)seed);
