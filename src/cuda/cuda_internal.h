@@ -28,6 +28,19 @@
 typedef struct cuda_context {
   cudaStream_t stream;
   cublasHandle_t blas;
+  /* Device-pointer calls (cuda_device_api.cu): caller_ready is recorded on
+   * the caller's stream and waited on by `stream`; work_done is recorded on
+   * `stream` after the work and waited on by the caller's stream. */
+  cudaEvent_t caller_ready, work_done;
+  /* Host-streamed epoch (cuda_host_epoch.cu): a second non-blocking stream
+   * for the host-to-device copies, and per staging set s (0, 1): copied[s],
+   * recorded on copy_stream after the batch's copy into set s, and
+   * consumed[s], recorded on `stream` after the last work that reads set s. */
+  cudaStream_t copy_stream;
+  cudaEvent_t copied[2], consumed[2];
+  /* cudaDevAttrPageableMemoryAccess: the device may read pageable host
+   * memory (HMM or ATS, e.g. Grace Hopper). */
+  int pageable_access;
 } cuda_context;
 
 /* Device-side scalars of a network, one allocation. */
@@ -61,6 +74,7 @@ typedef struct cuda_network {
   int delta_width;      /* widest layer after the input: s[1..L] */
   cuda_workspace ws;    /* in use */
   cuda_workspace fresh; /* being allocated while ws grows; empty otherwise */
+  void *host_stage;     /* cuda_host_epoch.cu's staging buffers (NULL: none yet) */
 } cuda_network;
 
 typedef struct cuda_dataset {
@@ -90,6 +104,16 @@ bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int batch_si
                            double *cost_sum, int *skipped, int *examples_done);
 bp_status cuda_evaluate(bp_network *net, const bp_dataset *data, double *cost_sum,
                         int64_t *correct);
+/* cuda_host_epoch.cu */
+bp_status cuda_train_epoch_host(bp_network *net, const float *X, const float *Y, int n,
+                                int batch_size, float lr, const int32_t *perm, double *cost_sum,
+                                int *skipped);
+/* cuda_device_api.cu; stream is the caller's cudaStream_t. */
+bp_status cuda_forward_device(bp_network *net, const float *X, int n, float *out, void *stream);
+bp_status cuda_backward_device(bp_network *net, const float *X, const float *Y, int n,
+                               float *cost, void *stream);
+bp_status cuda_train_batch_device(bp_network *net, const float *X, const float *Y, int n, float lr,
+                                  float *cost, void *stream);
 
 /* ---- Helpers (cuda_util.cu) ------------------------------------------------ */
 
@@ -129,6 +153,10 @@ bp_status cuda_run_backward(bp_network *net, const float *x, const float *y, int
  * checks, and applies unless scalars->cost is not finite (when gate_on_cost)
  * or the update overflows; skipped (may be NULL) counts the skips. */
 bp_status cuda_run_update(bp_network *net, float lr, int gate_on_cost, int *skipped);
+
+/* Releases the host-streamed epoch's staging buffers (cuda_host_epoch.cu);
+ * called by cuda_network_free after the context's stream is idle. */
+void cuda_host_epoch_free(bp_network *net);
 
 /* Releases the captured graphs (cuda_step.cu). */
 void cuda_graphs_free(bp_network *net);
