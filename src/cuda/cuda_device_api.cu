@@ -83,7 +83,11 @@ static bp_status check_pointer(bp_context *ctx, const void *p, const char *fn, c
 /* Queues the work on the context's stream: forward on X; with Y, the
  * backward pass (cost into scalars->cost, gradients into grads); with
  * train, the SGD update gated on the cost on the device; then the copies
- * of the outputs to out and of the cost to cost (each when not NULL). */
+ * of the outputs to out and of the cost to cost (each when not NULL).
+ * cudaMemcpyDefault: out and cost are device memory as a rule, but
+ * check_pointer also lets through managed and mapped pinned memory, whose
+ * direction the runtime then works out from the addresses (unified
+ * addressing). */
 static bp_status queue_work(bp_network *net, const float *X, const float *Y, int n, int train,
                             float lr, float *out, float *cost) {
   bp_context *ctx = net->ctx;
@@ -97,10 +101,10 @@ static bp_status queue_work(bp_network *net, const float *X, const float *Y, int
   if (out != NULL)
     BP_CUDA_CHECK(ctx, cudaMemcpyAsync(out, cn->ws.act[L - 1],
                                        (size_t)net->sizes[L] * (size_t)n * sizeof(float),
-                                       cudaMemcpyDeviceToDevice, stream));
+                                       cudaMemcpyDefault, stream));
   if (cost != NULL)
     BP_CUDA_CHECK(ctx, cudaMemcpyAsync(cost, &cn->scalars->cost, sizeof(float),
-                                       cudaMemcpyDeviceToDevice, stream));
+                                       cudaMemcpyDefault, stream));
   return BP_OK;
 }
 
