@@ -267,6 +267,20 @@ bp_status bp_train_batch(bp_network *net, const float *X, const float *Y, int n,
  * non-finite cost skips the update on the device (as in bp_train_epoch), and
  * the cost written says so.
  *
+ * One host wait remains: the first call with a larger n than the network has
+ * seen allocates a larger workspace and first waits for the library's own
+ * earlier work on this network (never for the caller's stream). A caller
+ * that must not block can make one call with its largest n up front.
+ *
+ * Refused at once with BP_ERR_INVALID_ARGUMENT (they would make the device
+ * fault, which poisons every CUDA context of the process): a pointer the
+ * device cannot read (plain host memory, unless the device reads pageable
+ * memory, as with HMM or ATS), or device memory of another device. Refused
+ * with BP_ERR_UNSUPPORTED: a stream being captured into a CUDA graph (and
+ * the legacy default stream while another stream captures). The sizes of the
+ * buffers cannot be checked: X must hold n * s[0] floats, Y and out
+ * n * s[L].
+ *
  * These calls need the CUDA backend: the CPU backend and builds without CUDA
  * return BP_ERR_UNSUPPORTED. Threads: as for every call on the network. */
 typedef struct CUstream_st *bp_cuda_stream;
@@ -335,7 +349,12 @@ bp_status bp_train_epoch_ex(bp_network *net, const bp_dataset *data, int batch_s
  * each batch is gathered on the host into pinned memory and copied on a
  * second stream while the previous batch computes (double buffering), so the
  * copies hide behind the compute when the network is large enough. X and Y
- * are scanned for NaN/Inf first (BP_ERR_NUMERIC, nothing trained). */
+ * are scanned for NaN/Inf first (BP_ERR_NUMERIC, nothing trained). n is the
+ * number of examples (1 .. 2^28); a batch_size above n is clamped to n, as
+ * in bp_train_epoch. On CUDA the pinned and device staging buffers (two
+ * batches of inputs and targets each) belong to the network: allocated by
+ * the first such epoch, grown for a larger batch, freed with the network.
+ * The call returns when the epoch is done (it reads the epoch's cost). */
 bp_status bp_train_epoch_host(bp_network *net, const float *X, const float *Y, int n,
                               int batch_size, float learning_rate, uint64_t shuffle_seed,
                               float *mean_cost);

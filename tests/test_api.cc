@@ -329,6 +329,16 @@ TEST(Api, EveryEntryPointRejectsNull) {
   EXPECT_EQ(bp_train_epoch_ex(nullptr, nullptr, 1, 0.1f, 1, &f, nullptr, nullptr, 1), bad);
   EXPECT_EQ(bp_evaluate(nullptr, nullptr, &f, &f), bad);
   EXPECT_EQ(bp_evaluate(net, nullptr, &f, &f), bad);
+  EXPECT_EQ(bp_train_epoch_host(nullptr, X, Y, 1, 1, 0.1f, 1, &f), bad);
+  EXPECT_EQ(bp_train_epoch_host(net, nullptr, Y, 1, 1, 0.1f, 1, &f), bad);
+  EXPECT_EQ(bp_train_epoch_host(net, X, nullptr, 1, 1, 0.1f, 1, &f), bad);
+  EXPECT_EQ(bp_forward_device(nullptr, X, 1, out, nullptr), bad);
+  EXPECT_EQ(bp_forward_device(net, nullptr, 1, out, nullptr), bad);
+  EXPECT_EQ(bp_forward_device(net, X, 1, nullptr, nullptr), bad);
+  EXPECT_EQ(bp_backward_device(nullptr, X, Y, 1, nullptr, nullptr), bad);
+  EXPECT_EQ(bp_backward_device(net, X, nullptr, 1, nullptr, nullptr), bad);
+  EXPECT_EQ(bp_train_batch_device(nullptr, X, Y, 1, 0.1f, nullptr, nullptr), bad);
+  EXPECT_EQ(bp_train_batch_device(net, nullptr, Y, 1, 0.1f, nullptr, nullptr), bad);
 
   EXPECT_EQ(bp_network_save(nullptr, "/tmp/x.safetensors"), bad);
   EXPECT_EQ(bp_network_save(net, nullptr), bad);

@@ -279,23 +279,26 @@ static void cpu_dataset_free(bp_dataset *data) {
   data->impl = NULL;
 }
 
-static bp_status cpu_train_epoch(bp_network *net, const bp_dataset *data, int batch_size, float lr,
-                                 const int32_t *perm, const bp_epoch_progress *progress,
-                                 double *cost_sum, int *skipped, int *examples_done) {
+/* The epoch loop shared by bp_train_epoch and bp_train_epoch_host: X
+ * (n x in) and Y (n x out) are row-major base pointers, a data set's copy or
+ * the caller's arrays; each batch gathers rows perm[start ..] into the
+ * workspace, so both calls do the same arithmetic on the same values. */
+static bp_status epoch_loop(bp_network *net, const float *X, const float *Y, int n, int batch_size,
+                            float lr, const int32_t *perm, const bp_epoch_progress *progress,
+                            double *cost_sum, int *skipped, int *examples_done) {
   bp_status st = ensure_capacity(net, batch_size);
   if (st != BP_OK) return st;
   cpu_net *c = net->impl;
-  const cpu_data *d = data->impl;
-  const size_t in = (size_t)data->n_in, out = (size_t)data->n_out;
+  const size_t in = (size_t)net->sizes[0], out = (size_t)net->sizes[net->n_layers];
   double sum = 0.0;
   int skip = 0, done = 0, cost_examples = 0, batches = 0;
   const double t0 = bp_now_us();
-  for (int start = 0; start < data->n; start += batch_size) {
-    const int bn = data->n - start < batch_size ? data->n - start : batch_size;
+  for (int start = 0; start < n; start += batch_size) {
+    const int bn = n - start < batch_size ? n - start : batch_size;
     for (int k = 0; k < bn; ++k) {
       const size_t src = (size_t)perm[start + k];
-      memcpy(c->in + (size_t)k * in, d->X + src * in, sizeof(float) * in);
-      memcpy(c->target + (size_t)k * out, d->Y + src * out, sizeof(float) * out);
+      memcpy(c->in + (size_t)k * in, X + src * in, sizeof(float) * in);
+      memcpy(c->target + (size_t)k * out, Y + src * out, sizeof(float) * out);
     }
     double cost = backward_core(net, c->in, c->target, bn);
     done += bn;
@@ -310,7 +313,7 @@ static bp_status cpu_train_epoch(bp_network *net, const bp_dataset *data, int ba
       else
         ++skip;
     }
-    const int last = done == data->n;
+    const int last = done == n;
     if (progress && (batches % progress->every == 0 || last) &&
         bp_epoch_report(progress, done, sum, cost_examples))
       break;
@@ -320,6 +323,21 @@ static bp_status cpu_train_epoch(bp_network *net, const bp_dataset *data, int ba
   *skipped = skip;
   *examples_done = done;
   return BP_OK;
+}
+
+static bp_status cpu_train_epoch(bp_network *net, const bp_dataset *data, int batch_size, float lr,
+                                 const int32_t *perm, const bp_epoch_progress *progress,
+                                 double *cost_sum, int *skipped, int *examples_done) {
+  const cpu_data *d = data->impl;
+  return epoch_loop(net, d->X, d->Y, data->n, batch_size, lr, perm, progress, cost_sum, skipped,
+                    examples_done);
+}
+
+static bp_status cpu_train_epoch_host(bp_network *net, const float *X, const float *Y, int n,
+                                      int batch_size, float lr, const int32_t *perm,
+                                      double *cost_sum, int *skipped) {
+  int done = 0;
+  return epoch_loop(net, X, Y, n, batch_size, lr, perm, NULL, cost_sum, skipped, &done);
 }
 
 static bp_status cpu_evaluate(bp_network *net, const bp_dataset *data, double *cost_sum,
@@ -366,4 +384,6 @@ const bp_backend_ops bp_cpu_ops = {
     .dataset_free = cpu_dataset_free,
     .train_epoch = cpu_train_epoch,
     .evaluate = cpu_evaluate,
+    .train_epoch_host = cpu_train_epoch_host,
+    /* No device: the device-pointer calls stay NULL (BP_ERR_UNSUPPORTED). */
 };

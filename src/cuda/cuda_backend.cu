@@ -42,11 +42,11 @@ extern "C" const bp_backend_ops bp_cuda_ops = {
     cuda_dataset_free,    /* dataset_free */
     cuda_train_epoch,     /* train_epoch */
     cuda_evaluate,        /* evaluate */
-    NULL,                 /* train_epoch_host: cuda_host_epoch.cu */
+    cuda_train_epoch_host, /* train_epoch_host: cuda_host_epoch.cu */
     NULL,                 /* check_math_mode: cuda_gemm.cu */
-    NULL,                 /* forward_device: cuda_device_api.cu */
-    NULL,                 /* backward_device */
-    NULL,                 /* train_batch_device */
+    cuda_forward_device,  /* forward_device: cuda_device_api.cu */
+    cuda_backward_device, /* backward_device */
+    cuda_train_batch_device, /* train_batch_device */
 };
 
 /* Test hook behind bp_debug_inject_device_fault: a real sticky fault, caught

@@ -1,5 +1,7 @@
 /* cuda_context.cu - per-context CUDA state: one non-blocking stream and one
- * cuBLAS handle bound to it. */
+ * cuBLAS handle bound to it; the events that join the device-pointer calls
+ * to the caller's stream; the copy stream and events of the host-streamed
+ * epoch. Created once here, so no call creates CUDA objects per batch. */
 #include "cuda_internal.h"
 
 /* ---- Context ---------------------------------------------------------------- */
@@ -12,6 +14,22 @@ extern "C" int bp_cuda_count_devices(void) {
     return 0;
   }
   return count;
+}
+
+/* Releases whatever of cc was created (NULL members are skipped), and cc.
+ * The device must be current and the streams idle. */
+static void destroy_state(cuda_context *cc) {
+  for (int s = 0; s < 2; ++s) {
+    if (cc->copied[s] != NULL) (void)cudaEventDestroy(cc->copied[s]);
+    if (cc->consumed[s] != NULL) (void)cudaEventDestroy(cc->consumed[s]);
+  }
+  if (cc->copy_stream != NULL) (void)cudaStreamDestroy(cc->copy_stream);
+  if (cc->work_done != NULL) (void)cudaEventDestroy(cc->work_done);
+  if (cc->caller_ready != NULL) (void)cudaEventDestroy(cc->caller_ready);
+  if (cc->blas != NULL) (void)cublasDestroy(cc->blas);
+  if (cc->stream != NULL) (void)cudaStreamDestroy(cc->stream);
+  (void)cudaGetLastError();
+  free(cc);
 }
 
 extern "C" bp_status bp_cuda_context_init(bp_context *ctx) {
@@ -40,13 +58,26 @@ extern "C" bp_status bp_cuda_context_init(bp_context *ctx) {
   /* No TF32 or other reduced-precision shortcuts: float32 products as the CPU
    * computes them, so the backends agree to float32 rounding. */
   BP_CUBLAS_CHECK_GOTO(ctx, cublasSetMathMode(cc->blas, CUBLAS_PEDANTIC_MATH), st, fail);
+  /* Events only order streams: no timing (cheaper to record and wait on). */
+  BP_CUDA_CHECK_GOTO(ctx, cudaEventCreateWithFlags(&cc->caller_ready, cudaEventDisableTiming), st,
+                     fail);
+  BP_CUDA_CHECK_GOTO(ctx, cudaEventCreateWithFlags(&cc->work_done, cudaEventDisableTiming), st,
+                     fail);
+  BP_CUDA_CHECK_GOTO(ctx, cudaStreamCreateWithFlags(&cc->copy_stream, cudaStreamNonBlocking), st,
+                     fail);
+  for (int s = 0; s < 2; ++s) {
+    BP_CUDA_CHECK_GOTO(ctx, cudaEventCreateWithFlags(&cc->copied[s], cudaEventDisableTiming), st,
+                       fail);
+    BP_CUDA_CHECK_GOTO(ctx, cudaEventCreateWithFlags(&cc->consumed[s], cudaEventDisableTiming), st,
+                       fail);
+  }
+  BP_CUDA_CHECK_GOTO(ctx, cudaDeviceGetAttribute(&cc->pageable_access,
+                                                 cudaDevAttrPageableMemoryAccess, ctx->device),
+                     st, fail);
   ctx->impl = cc;
   return BP_OK;
 fail:
-  if (cc->blas != NULL) (void)cublasDestroy(cc->blas);
-  if (cc->stream != NULL) (void)cudaStreamDestroy(cc->stream);
-  (void)cudaGetLastError();
-  free(cc);
+  destroy_state(cc);
   return st;
 }
 
@@ -55,10 +86,8 @@ void cuda_context_destroy(bp_context *ctx) {
   if (cc == NULL) return;
   (void)cudaSetDevice(ctx->device);
   if (cc->stream != NULL) (void)cudaStreamSynchronize(cc->stream);
-  if (cc->blas != NULL) (void)cublasDestroy(cc->blas);
-  if (cc->stream != NULL) (void)cudaStreamDestroy(cc->stream);
-  (void)cudaGetLastError();
-  free(cc);
+  if (cc->copy_stream != NULL) (void)cudaStreamSynchronize(cc->copy_stream);
+  destroy_state(cc);
   ctx->impl = NULL;
 }
 

@@ -28,6 +28,19 @@
 typedef struct cuda_context {
   cudaStream_t stream;
   cublasHandle_t blas;
+  /* Device-pointer calls (cuda_device_api.cu): caller_ready is recorded on
+   * the caller's stream and waited on by `stream`; work_done is recorded on
+   * `stream` after the work and waited on by the caller's stream. */
+  cudaEvent_t caller_ready, work_done;
+  /* Host-streamed epoch (cuda_host_epoch.cu): a second non-blocking stream
+   * for the host-to-device copies, and per staging set s (0, 1): copied[s],
+   * recorded on copy_stream after the batch's copy into set s, and
+   * consumed[s], recorded on `stream` after the last work that reads set s. */
+  cudaStream_t copy_stream;
+  cudaEvent_t copied[2], consumed[2];
+  /* cudaDevAttrPageableMemoryAccess: the device may read pageable host
+   * memory (HMM or ATS, e.g. Grace Hopper). */
+  int pageable_access;
 } cuda_context;
 
 /* Device-side scalars of a network, one allocation. */
@@ -70,6 +83,7 @@ typedef struct cuda_network {
   unsigned ws_serial;   /* changes whenever the workspace is reallocated */
   void *gemm;           /* cuda_gemm.cu's state (plans, workspace) */
   void *graphs;         /* cuda_step.cu's captured graphs */
+  void *host_stage;     /* cuda_host_epoch.cu's staging buffers (NULL: none yet) */
 } cuda_network;
 
 typedef struct cuda_dataset {
@@ -99,6 +113,16 @@ bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int batch_si
                            double *cost_sum, int *skipped, int *examples_done);
 bp_status cuda_evaluate(bp_network *net, const bp_dataset *data, double *cost_sum,
                         int64_t *correct);
+/* cuda_host_epoch.cu */
+bp_status cuda_train_epoch_host(bp_network *net, const float *X, const float *Y, int n,
+                                int batch_size, float lr, const int32_t *perm, double *cost_sum,
+                                int *skipped);
+/* cuda_device_api.cu; stream is the caller's cudaStream_t. */
+bp_status cuda_forward_device(bp_network *net, const float *X, int n, float *out, void *stream);
+bp_status cuda_backward_device(bp_network *net, const float *X, const float *Y, int n,
+                               float *cost, void *stream);
+bp_status cuda_train_batch_device(bp_network *net, const float *X, const float *Y, int n, float lr,
+                                  float *cost, void *stream);
 
 /* ---- Helpers (cuda_util.cu) ------------------------------------------------ */
 
@@ -152,10 +176,19 @@ typedef struct cuda_epoch_batch {
  * the accumulation into scalars->cost_sum/skipped, guarded update. Replayed
  * from a CUDA graph when net->cuda_graphs is on. */
 bp_status cuda_epoch_step(bp_network *net, const cuda_epoch_batch *b);
+/* One training step on batch columns already in device memory (x: s[0] x n,
+ * y: s[L] x n): forward, backward with the accumulation into
+ * scalars->cost_sum/skipped, guarded update; replayed from a CUDA graph when
+ * net->cuda_graphs is on (a graph per (x, y, n, lr)). */
+bp_status cuda_train_step_xy(bp_network *net, const float *x, const float *y, int n, float lr);
 /* cuda_run_forward on the workspace's x, replayed from a CUDA graph when
  * net->cuda_graphs is on. */
 bp_status cuda_forward_ws(bp_network *net, int n);
-/* Releases the captured graphs. */
+/* Releases the host-streamed epoch's staging buffers (cuda_host_epoch.cu);
+ * called by cuda_network_free after the context's stream is idle. */
+void cuda_host_epoch_free(bp_network *net);
+
+/* Releases the captured graphs (cuda_step.cu). */
 void cuda_graphs_free(bp_network *net);
 
 /* ---- Products (cuda_gemm.cu) ------------------------------------------------ */

@@ -72,6 +72,7 @@ void cuda_network_free(bp_network *net) {
   /* Work queued on the stream may still use these buffers. */
   if (ctx_state(ctx) != NULL) (void)cudaStreamSynchronize(ctx_state(ctx)->stream);
   cuda_graphs_free(net);
+  cuda_host_epoch_free(net);
   cuda_gemm_free(net);
   free_workspace(net, &cn->ws);
   free_workspace(net, &cn->fresh);

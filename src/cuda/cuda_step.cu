@@ -150,7 +150,7 @@ static bp_status queue_epoch_step(bp_network *net, const cuda_epoch_batch *b) {
 
 #define GRAPH_SLOTS 8
 
-typedef enum graph_kind { GRAPH_EPOCH_STEP = 1, GRAPH_FORWARD = 2 } graph_kind;
+typedef enum graph_kind { GRAPH_EPOCH_STEP = 1, GRAPH_FORWARD = 2, GRAPH_TRAIN_XY = 3 } graph_kind;
 
 typedef struct graph_key {
   graph_kind kind;
@@ -240,7 +240,7 @@ static bp_status run_graphed(bp_network *net, const graph_key *key, queue_fn que
     }
   }
   BP_CUDA_CHECK(ctx, cudaGraphLaunch(slot->exec, stream));
-  if (key->kind == GRAPH_EPOCH_STEP) ++net->stats.graph_replays;
+  if (key->kind != GRAPH_FORWARD) ++net->stats.graph_replays;
   return BP_OK;
 }
 
@@ -282,4 +282,36 @@ bp_status cuda_forward_ws(bp_network *net, int n) {
   key.ws_serial = net_state(net)->ws_serial;
   key.options_serial = net->options_serial;
   return run_graphed(net, &key, queue_forward_ws, &n);
+}
+
+/* ---- A training step on staged columns ------------------------------------------ */
+
+typedef struct train_xy {
+  const float *x, *y;
+  int n;
+  float lr;
+} train_xy;
+
+static bp_status queue_train_xy(bp_network *net, const void *arg) {
+  const train_xy *t = (const train_xy *)arg;
+  cuda_scalars *sc = net_state(net)->scalars;
+  bp_status st = cuda_run_forward(net, t->x, t->n);
+  if (st == BP_OK) st = cuda_run_backward(net, t->x, t->y, t->n, &sc->cost_sum, &sc->skipped);
+  if (st == BP_OK) st = cuda_run_update(net, t->lr, 1, &sc->skipped);
+  return st;
+}
+
+bp_status cuda_train_step_xy(bp_network *net, const float *x, const float *y, int n, float lr) {
+  const train_xy t = {x, y, n, lr};
+  if (!net->cuda_graphs) return queue_train_xy(net, &t);
+  graph_key key;
+  memset(&key, 0, sizeof key);
+  key.kind = GRAPH_TRAIN_XY;
+  key.n = n;
+  key.lr_bits = float_bits(lr);
+  key.p[0] = x;
+  key.p[1] = y;
+  key.ws_serial = net_state(net)->ws_serial;
+  key.options_serial = net->options_serial;
+  return run_graphed(net, &key, queue_train_xy, &t);
 }
