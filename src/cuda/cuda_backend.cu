@@ -43,7 +43,7 @@ extern "C" const bp_backend_ops bp_cuda_ops = {
     cuda_train_epoch,     /* train_epoch */
     cuda_evaluate,        /* evaluate */
     NULL,                 /* train_epoch_host: cuda_host_epoch.cu */
-    NULL,                 /* check_math_mode: cuda_gemm.cu */
+    cuda_check_math_mode, /* check_math_mode: cuda_gemm.cu */
     NULL,                 /* forward_device: cuda_device_api.cu */
     NULL,                 /* backward_device */
     NULL,                 /* train_batch_device */
