@@ -13,9 +13,13 @@
  *     Nothing is copied from the host per step.
  *   - the same GEMMs the step issues (internal.h: per layer Z = W A,
  *     dW^T = A Delta^T / B, and G = W^T Delta for every layer but the
- *     first), with the same shapes and transposes, timed alone: on CUDA
- *     cublasSgemm on a handle in CUBLAS_PEDANTIC_MATH (as the backend sets
- *     it), on the CPU the backend's bp_cpu_sgemm. Each GEMM is run back to
+ *     first), with the same shapes and transposes, timed alone, in the
+ *     --math mode: on CUDA cublasSgemm on a handle in CUBLAS_PEDANTIC_MATH
+ *     for fp32 (as the backend's default cuBLAS path), cublasGemmEx with
+ *     CUBLAS_COMPUTE_32F_FAST_TF32 for tf32, cublasGemmEx on bfloat16
+ *     copies of the operands (converted once, outside the timing) for bf16;
+ *     on the CPU the backend's bp_cpu_sgemm in every mode (the emulation's
+ *     rounding of the operands is not included). Each GEMM is run back to
  *     back on the same operands; the median per call is kept; their sum is
  *     gemm_sum.
  *   - the bytes the step's elementwise kernels must move at least (gather,
@@ -25,8 +29,8 @@
  *   - launches per step on CUDA are counted analytically from the kernel
  *     sequence of src/cuda/cuda_backend.cu (the library's stream is private,
  *     so they cannot be captured from outside): custom kernels 4L + 7,
- *     cuBLAS calls 3L - 1 (L weight layers). Keep launches_per_step() in
- *     step with that file.
+ *     cuBLAS calls 3L - 1 (L weight layers), plus two bfloat16 conversions
+ *     per product in bf16. Keep launches_per_step() in step with that file.
  *   - TFLOP/s use the nominal 6 * B * sum(n_in * n_out) per step; the
  *     library skips the first layer's input gradient, so it executes
  *     2 * B * (3 sum - s0 s1) (reported as flops_executed).
@@ -35,7 +39,12 @@
  * evaluating the test set after every epoch, until the test accuracy reaches
  * --target; reports the training time (evaluation excluded) and the wall time.
  *
- * Run:  bench_step --backend cpu|cuda [--grid smoke|quick|full | --config 784-100-10@256 ...]
+ * Math mode (--math fp32|tf32|bf16, default fp32): the network's
+ * bp_network_set_math_mode, and the precision of the GEMMs timed alone; the
+ * JSON records it in the header and in every result. On the CPU, tf32 and
+ * bf16 are the emulation (rounding, then float32 sgemm): slower, by design.
+ *
+ * Run:  bench_step --backend cpu|cuda [--math M] [--grid smoke|quick|full | --config 784-100-10@256 ...]
  *       bench_step --info
  * Exit: 0 ok; 1 a failure (status not BP_OK, non-finite cost); 2 usage; 77 backend absent.
  */
@@ -56,6 +65,8 @@
 #ifdef BP_WITH_CUDA
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+
+#include "kernels.cuh"
 
 static void cuda_check(cudaError_t err, const char *file, int line) {
   if (err != cudaSuccess) {
@@ -95,6 +106,7 @@ typedef struct config {
 
 typedef struct options {
   bp_backend backend;
+  bp_math_mode math;
   config configs[MAX_CONFIGS];
   int n_configs;
   int steps;          /* steps per epoch S (upper bound; the data cap may lower it) */
@@ -159,13 +171,15 @@ static double elementwise_bytes(const config *c) {
  * 1 GEMM + bias_sigmoid; output_error 1; cost 2 (partial + final); per layer
  * dW GEMM + bias_grad 2 (partial + final); per layer but the first G GEMM +
  * hidden_error; SGD 1. */
-static void launches_per_step(const config *c, int *kernels, int *cublas_calls) {
+static void launches_per_step(const config *c, bp_math_mode math, int *kernels,
+                              int *cublas_calls) {
   const int L = c->n_sizes - 1;
   /* gather 2, bias+sigmoid L, output error 1, cost 2, bias gradients 2L,
    * hidden errors L - 1, the SGD overflow check 1 and its flag's 4-byte
    * memset 1, SGD 1: 4L + 7 stream operations besides cuBLAS. */
   *kernels = 2 + L + 1 + 2 + 2 * L + (L - 1) + 1 + 1 + 1; /* = 4L + 7 */
   *cublas_calls = L + L + (L - 1);                /* = 3L - 1 */
+  if (math == BP_MATH_BF16) *kernels += 2 * *cublas_calls; /* both operands to bfloat16 */
 }
 
 /* ---- Host timing of bp_train_epoch's shuffle ----------------------------------- */
@@ -330,7 +344,7 @@ static void device_random(float *d, size_t n, const float *block, size_t block_l
 }
 
 /* Per call: run `calls` back to back between two events, repeats times. */
-static gemm_result time_gemms_cuda(const config *c, int repeats, int device) {
+static gemm_result time_gemms_cuda(const config *c, int repeats, int device, bp_math_mode math) {
   gemm g[3 * MAX_SIZES];
   int ng = step_gemms(c, g);
   size_t na = 0, nb = 0, nc = 0;
@@ -345,8 +359,9 @@ static gemm_result time_gemms_cuda(const config *c, int repeats, int device) {
   cublasHandle_t h;
   cublasCheck(cublasCreate(&h));
   cublasCheck(cublasSetStream(h, st));
-  /* The backend's setting (src/cuda/cuda_backend.cu): no TF32. */
-  cublasCheck(cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH));
+  /* As the backend's cuBLAS path (src/cuda/cuda_gemm.cu): pedantic float32
+   * for fp32; the default math mode around cublasGemmEx otherwise. */
+  cublasCheck(cublasSetMathMode(h, math == BP_MATH_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH));
   float *A, *Bm, *C;
   cudaCheck(cudaMalloc((void **)&A, na * sizeof(float)));
   cudaCheck(cudaMalloc((void **)&Bm, nb * sizeof(float)));
@@ -360,16 +375,39 @@ static gemm_result time_gemms_cuda(const config *c, int repeats, int device) {
   /* Pageable cudaMemcpy may return before its DMA lands, and the legacy
    * stream it used does not order the non-blocking stream st: wait. */
   cudaCheck(cudaDeviceSynchronize());
+  /* bf16: the operands converted once (the step converts them per product;
+   * those conversions are elementwise work, not GEMM time). */
+  uint16_t *A16 = NULL, *B16 = NULL;
+  if (math == BP_MATH_BF16) {
+    cudaCheck(cudaMalloc((void **)&A16, na * sizeof(uint16_t)));
+    cudaCheck(cudaMalloc((void **)&B16, nb * sizeof(uint16_t)));
+    cudaCheck(bp_launch_float_to_bf16(A, A16, na, st));
+    cudaCheck(bp_launch_float_to_bf16(Bm, B16, nb, st));
+    cudaCheck(cudaStreamSynchronize(st));
+  }
+  const cudaDataType_t in_type = math == BP_MATH_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+  const cublasComputeType_t compute =
+      math == BP_MATH_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const void *Aop = math == BP_MATH_BF16 ? (const void *)A16 : (const void *)A;
+  const void *Bop = math == BP_MATH_BF16 ? (const void *)B16 : (const void *)Bm;
   const float zero = 0.0f;
   cudaEvent_t e0, e1;
   cudaCheck(cudaEventCreate(&e0));
   cudaCheck(cudaEventCreate(&e1));
   double *t = malloc(sizeof(double) * (size_t)repeats);
   gemm_result r = {0, 0};
-#define RUN_GEMM(q)                                                                          \
-  cublasCheck(cublasSgemm(h, (q)->ta ? CUBLAS_OP_T : CUBLAS_OP_N,                            \
-                          (q)->tb ? CUBLAS_OP_T : CUBLAS_OP_N, (q)->m, (q)->n, (q)->k,       \
-                          &(q)->alpha, A, (q)->lda, Bm, (q)->ldb, &zero, C, (q)->ldc))
+#define RUN_GEMM(q)                                                                            \
+  do {                                                                                         \
+    if (math == BP_MATH_FP32)                                                                  \
+      cublasCheck(cublasSgemm(h, (q)->ta ? CUBLAS_OP_T : CUBLAS_OP_N,                          \
+                              (q)->tb ? CUBLAS_OP_T : CUBLAS_OP_N, (q)->m, (q)->n, (q)->k,     \
+                              &(q)->alpha, A, (q)->lda, Bm, (q)->ldb, &zero, C, (q)->ldc));    \
+    else                                                                                       \
+      cublasCheck(cublasGemmEx(h, (q)->ta ? CUBLAS_OP_T : CUBLAS_OP_N,                         \
+                               (q)->tb ? CUBLAS_OP_T : CUBLAS_OP_N, (q)->m, (q)->n, (q)->k,    \
+                               &(q)->alpha, Aop, in_type, (q)->lda, Bop, in_type, (q)->ldb,    \
+                               &zero, C, CUDA_R_32F, (q)->ldc, compute, CUBLAS_GEMM_DEFAULT)); \
+  } while (0)
   for (int i = 0; i < ng; ++i) {
     const gemm *q = &g[i];
     /* Warm up (heuristics, workspace), then size the samples to >= ~0.2 ms. */
@@ -411,6 +449,8 @@ static gemm_result time_gemms_cuda(const config *c, int repeats, int device) {
   cudaCheck(cudaFree(A));
   cudaCheck(cudaFree(Bm));
   cudaCheck(cudaFree(C));
+  if (A16) cudaCheck(cudaFree(A16));
+  if (B16) cudaCheck(cudaFree(B16));
   cublasCheck(cublasDestroy(h));
   cudaCheck(cudaStreamDestroy(st));
   return r;
@@ -554,6 +594,7 @@ static step_result run_config(bp_context *ctx, const config *c, const options *o
   bp_network *net = NULL;
   bp_dataset *data = NULL;
   BP_CHECK(ctx, bp_network_create(ctx, c->n_sizes, c->sizes, o->seed, &net));
+  BP_CHECK(ctx, bp_network_set_math_mode(net, o->math));
   BP_CHECK(ctx, bp_dataset_create(ctx, n, s0, sL, X, Y, &data));
   free(X);
   free(Y);
@@ -591,7 +632,7 @@ static step_result run_config(bp_context *ctx, const config *c, const options *o
 
 #ifdef BP_WITH_CUDA
   if (o->backend == BP_BACKEND_CUDA)
-    r.gm = time_gemms_cuda(c, o->gemm_repeats, device);
+    r.gm = time_gemms_cuda(c, o->gemm_repeats, device, o->math);
   else
 #endif
     r.gm = time_gemms_cpu(c, o->gemm_repeats);
@@ -685,9 +726,10 @@ static int run_e2e(bp_context *ctx, const options *o, FILE *json) {
   int sizes[3] = {train->n_in, 100, train->n_out};
   bp_network *net = NULL;
   BP_CHECK(ctx, bp_network_create(ctx, 3, sizes, o->seed, &net));
-  printf("end to end: %d-100-%d on %s (%d train, %d test), batch %d, lr %g, target %.3f\n",
+  BP_CHECK(ctx, bp_network_set_math_mode(net, o->math));
+  printf("end to end: %d-100-%d on %s (%d train, %d test), batch %d, lr %g, target %.3f, %s math\n",
          sizes[0], sizes[2], o->e2e_dir, train->n, test->n, o->e2e_batch, (double)o->e2e_lr,
-         (double)o->target);
+         (double)o->target, bp_math_mode_name(o->math));
   double train_ms = 0, t_wall = bench_now_ms();
   float acc = 0, cost = NAN;
   int epoch = 0, reached = 0, failed = 0;
@@ -735,6 +777,8 @@ static int run_e2e(bp_context *ctx, const options *o, FILE *json) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: bench_step --backend cpu|cuda [options]\n"
+          "  --math fp32|tf32|bf16    precision of the products (default fp32; on the CPU\n"
+          "                           tf32/bf16 are the emulation, slower by design)\n"
           "  --grid smoke|quick|full  built-in configurations (default quick)\n"
           "  --config SIZES@B         one configuration, e.g. 784-100-10@256 (repeatable;\n"
           "                           replaces the grid)\n"
@@ -767,6 +811,7 @@ static void write_header(FILE *f, const options *o, bp_context *ctx, int device)
   fprintf(f, ",\n  \"backend\": \"%s\",\n  \"library_version\": \"%s\",\n  \"cpu_blas\": \"%s\",\n",
           bp_backend_name(bp_context_backend(ctx)), bp_version_string(), bp_cpu_blas_name());
   fprintf(f, "  \"cpus\": %ld,\n", sysconf(_SC_NPROCESSORS_ONLN));
+  fprintf(f, "  \"math\": \"%s\",\n", bp_math_mode_name(o->math));
 #ifdef BP_WITH_CUDA
   if (o->backend == BP_BACKEND_CUDA) {
     struct cudaDeviceProp prop;
@@ -826,6 +871,12 @@ int main(int argc, char **argv) {
         o.backend = BP_BACKEND_CUDA;
       else {
         fprintf(stderr, "bench_step: --backend cpu or cuda\n");
+        return 2;
+      }
+    } else if (!strcmp(a, "--math")) {
+      const char *m = NEED();
+      if (bp_math_mode_parse(m, &o.math) != BP_OK) {
+        fprintf(stderr, "bench_step: --math fp32, tf32 or bf16, not '%s'\n", m);
         return 2;
       }
     } else if (!strcmp(a, "--grid")) {
@@ -966,8 +1017,10 @@ int main(int argc, char **argv) {
     fprintf(json, "  \"copy_gbps\": ");
     bench_json_number(json, copy_gbps);
     fprintf(json, ",\n  \"results\": [\n");
-    printf("bench_step: backend %s, BLAS %s, copy %.1f GB/s (read+write)\n",
-           bp_backend_name(o.backend), bp_cpu_blas_name(), copy_gbps);
+    printf("bench_step: backend %s, math %s%s, BLAS %s, copy %.1f GB/s (read+write)\n",
+           bp_backend_name(o.backend), bp_math_mode_name(o.math),
+           o.backend == BP_BACKEND_CPU && o.math != BP_MATH_FP32 ? " (emulated)" : "",
+           bp_cpu_blas_name(), copy_gbps);
     printf("step = (epoch - host shuffle) / steps; gemm = its GEMMs timed alone; floor = gemm + "
            "elementwise bytes at copy bandwidth\n");
     printf("%-26s %5s %10s %12s %9s %10s %8s %8s %8s\n", "config", "steps", "step ms", "examples/s",
@@ -986,8 +1039,9 @@ int main(int argc, char **argv) {
         r = run_config(ctx, c, &o, device, &failed);
       }
       int kern = 0, cub = 0;
-      launches_per_step(c, &kern, &cub);
-      fprintf(json, "    {\"name\": \"%s\", \"sizes\": [", name);
+      launches_per_step(c, o.math, &kern, &cub);
+      fprintf(json, "    {\"name\": \"%s\", \"math\": \"%s\", \"sizes\": [", name,
+              bp_math_mode_name(o.math));
       for (int j = 0; j < c->n_sizes; ++j) fprintf(json, "%s%d", j ? ", " : "", c->sizes[j]);
       fprintf(json, "], \"batch\": %d, \"flops_nominal\": %.10g, \"flops_executed\": %.10g, "
                     "\"elementwise_bytes\": %.10g",

@@ -10,6 +10,8 @@
 #define BP_ELEMENTWISE_CUH
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #ifdef __CUDACC__
 #define BP_HD static __host__ __device__ __forceinline__
@@ -54,5 +56,63 @@ BP_HD float bp_cost_term(float a, float y) {
 
 /* SGD update of one parameter. */
 BP_HD float bp_sgd_update(float p, float g, float lr) { return p - lr * g; }
+
+/* ---- Reduced-precision inputs of the products (bp_math_mode) ----------------
+ * The float32 bit pattern: sign (1), exponent (8), mantissa (23). bfloat16
+ * and TF32 keep the sign and the 8-bit exponent and shorten the mantissa to
+ * 7 and 10 bits, so rounding to them is rounding the bit pattern: add half a
+ * unit of the last kept bit (minus one when the kept part is even, which
+ * makes ties go to even) and clear the dropped bits. A carry out of the
+ * mantissa steps the exponent up, which is the right answer, and the largest
+ * finite values round to infinity as IEEE rounding does. Infinity stays
+ * infinity (its mantissa is 0, so the addition never carries); NaN is made
+ * quiet before the bits are cleared so it stays NaN, sign kept. Subnormals
+ * need no special case: the same rule rounds them to the nearest subnormal
+ * of the shorter format. */
+
+BP_HD uint32_t bp_float_bits(float x) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(x);
+#else
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  return u;
+#endif
+}
+
+BP_HD float bp_bits_float(uint32_t u) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(u);
+#else
+  float x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+#endif
+}
+
+/* Rounds the float32 bit pattern u to nearest-even keeping the top 32 - drop
+ * bits (1 <= drop <= 22). */
+BP_HD uint32_t bp_round_bits_rne(uint32_t u, int drop) {
+  const uint32_t keep_mask = ~((1u << drop) - 1u);
+  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0u)
+    return (u | 0x00400000u) & keep_mask; /* NaN: quiet, and still NaN */
+  const uint32_t half_minus_one = (1u << (drop - 1)) - 1u;
+  const uint32_t lsb = (u >> drop) & 1u;
+  return (u + half_minus_one + lsb) & keep_mask;
+}
+
+/* x rounded to nearest-even bfloat16 (8 significant bits), as a float32
+ * whose low 16 bits are zero. The bfloat16 bit pattern is the high half of
+ * the result's bits. */
+BP_HD float bp_round_bf16(float x) { return bp_bits_float(bp_round_bits_rne(bp_float_bits(x), 16)); }
+
+/* The bfloat16 bit pattern of bp_round_bf16(x). */
+BP_HD uint16_t bp_bf16_bits(float x) {
+  return (uint16_t)(bp_round_bits_rne(bp_float_bits(x), 16) >> 16);
+}
+
+/* x rounded to nearest-even TF32 (11 significant bits), as a float32 whose
+ * low 13 bits are zero. */
+BP_HD float bp_round_tf32(float x) { return bp_bits_float(bp_round_bits_rne(bp_float_bits(x), 13)); }
 
 #endif /* BP_ELEMENTWISE_CUH */

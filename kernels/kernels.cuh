@@ -170,6 +170,17 @@ cudaError_t bp_launch_hidden_error_fused(const float *g, const float *a, float *
                                          int n, float *bias_partials, float *db,
                                          unsigned *counter, cudaStream_t stream);
 
+/* ---- convert.cu --------------------------------------------------------- */
+
+/* bfloat16 operands of the BF16 products: dst[i] = the bfloat16 bit pattern
+ * of src[i] rounded to nearest-even, for i < count (bp_bf16_bits of
+ * elementwise.cuh: NaN stays NaN, +-Inf stay infinite, values beyond the
+ * largest bfloat16 round to infinity). dst holds count 16-bit values and
+ * must not overlap src. Any alignment; 16-byte aligned src with 8-byte
+ * aligned dst takes four elements per load. */
+cudaError_t bp_launch_float_to_bf16(const float *src, uint16_t *dst, size_t count,
+                                    cudaStream_t stream);
+
 /* Tests only: faults on purpose (illegal address). See debug_fault.cu. */
 cudaError_t bp_launch_debug_fault(cudaStream_t stream);
 

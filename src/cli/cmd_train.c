@@ -32,7 +32,7 @@
 enum {
   OPT_HELP, OPT_DATA, OPT_TEST, OPT_LAYERS, OPT_HIDDEN, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_SEED,
   OPT_BACKEND, OPT_DEVICE, OPT_SAVE, OPT_LOG, OPT_PLOT, OPT_JSON, OPT_QUIET, OPT_LABEL_COLUMN,
-  OPT_TARGETS, OPT_CLASSES, OPT_FORMAT
+  OPT_TARGETS, OPT_CLASSES, OPT_FORMAT, OPT_MATH, OPT_NONDETERMINISTIC
 };
 
 static const cli_option options[] = {
@@ -46,6 +46,7 @@ static const cli_option options[] = {
     {"json", 0, 0, OPT_JSON},         {"quiet", 'q', 0, OPT_QUIET},
     {"label-column", 0, 1, OPT_LABEL_COLUMN}, {"targets", 0, 1, OPT_TARGETS},
     {"classes", 0, 1, OPT_CLASSES},   {"format", 0, 1, OPT_FORMAT},
+    {"math", 0, 1, OPT_MATH},         {"nondeterministic", 0, 0, OPT_NONDETERMINISTIC},
     {NULL, 0, 0, 0}};
 
 static void help(FILE *f) {
@@ -80,6 +81,14 @@ static void help(FILE *f) {
 "                       (default %u). Same seed, same result on the CPU backend.\n"
 "  --backend B          auto|cpu|cuda (default auto: CUDA when a device is usable)\n"
 "  --device N           CUDA device (default 0)\n"
+"  --math M             precision of the matrix products: fp32 (default), tf32 or\n"
+"                       bf16; float32 accumulation, weights and everything else\n"
+"                       float32 in every mode. CUDA: tensor cores (compute\n"
+"                       capability 8.0 or later). CPU: emulated by rounding the\n"
+"                       products' inputs, to study the accuracy (slower, not faster)\n"
+"  --nondeterministic   let CUDA choose split-K products whose partial sums may be\n"
+"                       combined differently from run to run (default: runs with\n"
+"                       the same seed are bit-identical; the CPU always is)\n"
 "\n"
 "Output:\n"
 "  --save FILE          save the model (safetensors, with the training metadata)\n"
@@ -115,6 +124,8 @@ typedef struct train_opts {
   float lr;
   uint64_t seed;
   bp_backend backend;
+  bp_math_mode math;
+  int nondeterministic;
   cli_data_options data_opt;
   int label_column_given;
 } train_opts;
@@ -122,12 +133,14 @@ typedef struct train_opts {
 /* Returns -1 to go on, or the exit code (0 after --help). */
 static int parse(int argc, char **argv, train_opts *o) {
   static const char *const backends[] = {"auto", "cpu", "cuda", NULL};
+  static const char *const maths[] = {"fp32", "tf32", "bf16", NULL};
   memset(o, 0, sizeof *o);
   o->epochs = DEFAULT_EPOCHS;
   o->batch = DEFAULT_BATCH;
   o->lr = DEFAULT_LR;
   o->seed = DEFAULT_SEED;
   o->backend = BP_BACKEND_AUTO;
+  o->math = BP_MATH_FP32;
   cli_data_options_init(&o->data_opt);
   cli_args a;
   cli_args_init(&a, CMD, argc, argv);
@@ -158,6 +171,11 @@ static int parse(int argc, char **argv, train_opts *o) {
         o->backend = choice == 1 ? BP_BACKEND_CPU : choice == 2 ? BP_BACKEND_CUDA : BP_BACKEND_AUTO;
         break;
       case OPT_DEVICE: bad = cli_parse_int(&a, v, 0, 1024, &o->device); break;
+      case OPT_MATH:
+        bad = cli_parse_choice(&a, v, maths, &choice);
+        if (!bad && bp_math_mode_parse(maths[choice], &o->math) != BP_OK) bad = 1;
+        break;
+      case OPT_NONDETERMINISTIC: o->nondeterministic = 1; break;
       case OPT_SAVE: o->save = v; break;
       case OPT_LOG: o->log = v; break;
       case OPT_PLOT: o->plot = v; break;
@@ -401,9 +419,9 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
 static void summary(const cli_run *run) {
   if (run->n_test > 0)
     printf("test accuracy %.4f  test cost %.4f  ", run->test_accuracy, run->test_cost);
-  printf("train cost %.4f  train accuracy %.4f  (%d epoch%s, %.1f s, %s)\n", run->train_cost,
+  printf("train cost %.4f  train accuracy %.4f  (%d epoch%s, %.1f s, %s, %s)\n", run->train_cost,
          run->train_accuracy, run->epochs_done, run->epochs_done == 1 ? "" : "s", run->seconds,
-         run->backend);
+         run->backend, run->math);
   if (run->saved_to) printf("saved the model to %s\n", run->saved_to);
 }
 
@@ -424,6 +442,8 @@ int cli_cmd_train(int argc, char **argv) {
   run.lr = o.lr;
   run.seed = o.seed;
   run.device = o.device;
+  run.math = bp_math_mode_name(o.math);
+  run.deterministic = !o.nondeterministic;
 
   const char *data_path = o.data ? o.data : default_data();
   if (!data_path) {
@@ -449,8 +469,14 @@ int cli_cmd_train(int argc, char **argv) {
   free(o.layers);
   o.layers = NULL;
   run.load_seconds = cli_now() - t_load;
-  if (!code && bp_network_create(s.ctx, run.n_sizes, s.sizes, o.seed, &s.net) != BP_OK)
-    code = cli_fail(CMD, "cannot create the network: %s", bp_context_last_error(s.ctx));
+  if (!code) {
+    bp_network_desc desc;
+    bp_network_desc_init(&desc, run.n_sizes, s.sizes, o.seed);
+    desc.math = o.math;
+    desc.deterministic = !o.nondeterministic;
+    if (bp_network_create_ex(s.ctx, &desc, &s.net) != BP_OK)
+      code = cli_fail(CMD, "cannot create the network: %s", bp_context_last_error(s.ctx));
+  }
   if (!code) run.n_params = bp_network_parameter_count(s.net);
   if (!code && o.save) {
     s.snapshot = malloc(sizeof(float) * run.n_params);
@@ -470,8 +496,9 @@ int cli_cmd_train(int argc, char **argv) {
   cli_progress_init(&prog, o.quiet, o.epochs, run.n_train);
   cli_progress_note(&prog,
                     "backprop: network %s (%zu parameters), %d training examples, %d test "
-                    "examples, %s backend; %d epochs, batch %d, lr %.9g, seed %llu",
-                    shape, run.n_params, run.n_train, run.n_test, run.backend, o.epochs, o.batch,
+                    "examples, %s backend, %s math%s; %d epochs, batch %d, lr %.9g, seed %llu",
+                    shape, run.n_params, run.n_train, run.n_test, run.backend, run.math,
+                    run.deterministic ? "" : " (nondeterministic)", o.epochs, o.batch,
                     (double)o.lr, (unsigned long long)o.seed);
 
   cli_interrupt_install();

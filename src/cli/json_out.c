@@ -58,6 +58,10 @@ void cli_json_train_result(FILE *f, const cli_run *run) {
   fprintf(f, "%.3f", run->load_seconds);
   key(f, "backend", &first);
   cli_json_string(f, run->backend);
+  key(f, "math", &first);
+  cli_json_string(f, run->math ? run->math : "fp32");
+  key(f, "deterministic", &first);
+  fputs(run->deterministic ? "true" : "false", f);
   key(f, "device", &first);
   if (run->device >= 0)
     fprintf(f, "%d", run->device);

@@ -23,6 +23,8 @@ typedef struct cli_run {
   const char *data_path;  /* what was trained on */
   const char *test_path;  /* NULL: no separate test file (none, or an IDX directory's) */
   const char *backend;    /* "cpu" or "cuda" */
+  const char *math;       /* the math mode: "fp32", "tf32" or "bf16" */
+  int deterministic;      /* 1 unless --nondeterministic */
   int device;             /* CUDA device; -1 on the CPU backend */
   const int *sizes;
   int n_sizes;

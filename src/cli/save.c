@@ -48,6 +48,8 @@ int cli_save_model(const char *cmd, const bp_network *net, const char *path, con
   add(&m, "data", run->data_path);
   if (run->test_path) add(&m, "test", run->test_path);
   add(&m, "backend", run->backend);
+  if (run->math) add(&m, "math", run->math);
+  add(&m, "deterministic", run->deterministic ? "true" : "false");
   cli_utc_date(buf, sizeof buf);
   add(&m, "date", buf);
   if (run->interrupted) add(&m, "interrupted", "true");

@@ -1,7 +1,16 @@
 /* cpu_backend.c - the reference backend: the math of backprop.h with BLAS for
  * the three products per layer and the shared formulas of elementwise.cuh for
  * everything else. Buffers are laid out exactly as the CUDA backend's (see
- * internal.h), so the two issue the same GEMMs on the same data. */
+ * internal.h), so the two issue the same GEMMs on the same data.
+ *
+ * Math modes (bp_math_mode): FP32 calls sgemm on the data as it is. TF32 and
+ * BF16 are emulated: both operands of each product are first rounded to
+ * nearest-even to the shorter format (bp_round_tf32 / bp_round_bf16 of
+ * elementwise.cuh, the rule the GPU conversion uses) into two scratch
+ * buffers, then the float32 sgemm runs on the rounded copies. The products
+ * of two such values are exact in float32 (at most 22 significant bits), so
+ * what remains is float32 accumulation: the arithmetic of the tensor cores,
+ * up to the order of the sums. Everything else stays float32. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +30,12 @@ typedef struct cpu_net {
   double *db_acc; /* max_width: bias-gradient row sums */
   float *in;     /* gathered inputs for train_epoch, s[0] x cap */
   float *target; /* gathered targets, s[L] x cap */
+  /* TF32/BF16 emulation: rounded copies of a product's two operands,
+   * round_count floats each (the largest operand at batch cap). Allocated
+   * the first time a reduced-precision mode needs them; kept until the
+   * network is destroyed. */
+  float *round_a, *round_b;
+  size_t round_count;
 } cpu_net;
 
 typedef struct cpu_data {
@@ -64,9 +79,8 @@ static void free_workspace(bp_network *net, cpu_net *c) {
 
 /* Grows the workspace to hold n examples. On failure the old workspace is
  * kept, so the network stays usable at its old capacity. */
-static bp_status ensure_capacity(bp_network *net, int n) {
+static bp_status grow_workspace(bp_network *net, int n) {
   cpu_net *c = net->impl;
-  if (n <= c->cap) return BP_OK;
   bp_context *ctx = net->ctx;
   cpu_net fresh = {0};
   const int L = net->n_layers;
@@ -93,6 +107,9 @@ static bp_status ensure_capacity(bp_network *net, int n) {
     goto fail;
   fresh.params = c->params;
   fresh.grads = c->grads;
+  fresh.round_a = c->round_a;
+  fresh.round_b = c->round_b;
+  fresh.round_count = c->round_count;
   fresh.cap = n;
   free_workspace(net, c);
   *c = fresh;
@@ -100,6 +117,76 @@ static bp_status ensure_capacity(bp_network *net, int n) {
 fail:
   free_workspace(net, &fresh); /* z/a hold NULL where nothing was allocated */
   return st;
+}
+
+/* The largest operand any product reads at batch n: a weight matrix
+ * (s[i] x s[i+1]) or a batch of activations or errors (at most
+ * max_width x n). The CUDA backend sizes its bfloat16 scratch the same way. */
+static size_t largest_operand(const bp_network *net, int n) {
+  size_t most = (size_t)net->max_width * (size_t)n;
+  for (int i = 0; i < net->n_layers; ++i) {
+    size_t w = (size_t)net->sizes[i] * (size_t)net->sizes[i + 1];
+    if (w > most) most = w;
+  }
+  return most;
+}
+
+/* Room for the rounded operands at the workspace's capacity. */
+static bp_status ensure_round_scratch(bp_network *net) {
+  cpu_net *c = net->impl;
+  const size_t need = largest_operand(net, c->cap);
+  if (need <= c->round_count) return BP_OK;
+  float *a = cpu_alloc(net->ctx, need, sizeof(float), "rounded operands");
+  float *b = a ? cpu_alloc(net->ctx, need, sizeof(float), "rounded operands") : NULL;
+  if (!a || !b) {
+    free(a);
+    return BP_ERR_OUT_OF_MEMORY; /* the old scratch stays */
+  }
+  free(c->round_a);
+  free(c->round_b);
+  c->round_a = a;
+  c->round_b = b;
+  c->round_count = need;
+  return BP_OK;
+}
+
+/* Makes the network ready for batches of n examples in its math mode. */
+static bp_status ensure_capacity(bp_network *net, int n) {
+  cpu_net *c = net->impl;
+  bp_status st = BP_OK;
+  if (n > c->cap) st = grow_workspace(net, n);
+  if (st == BP_OK && net->math != BP_MATH_FP32) st = ensure_round_scratch(net);
+  return st;
+}
+
+/* Elements a column-major rows x cols matrix with leading dimension ld
+ * spans in memory. */
+static size_t span(int rows, int cols, int ld) {
+  if (rows <= 0 || cols <= 0) return 0;
+  return (size_t)(cols - 1) * (size_t)ld + (size_t)rows;
+}
+
+/* dst[i] = src[i] rounded to the mode's input precision. */
+static void round_operand(float *dst, const float *src, size_t count, bp_math_mode mode) {
+  if (mode == BP_MATH_BF16)
+    for (size_t i = 0; i < count; ++i) dst[i] = bp_round_bf16(src[i]);
+  else
+    for (size_t i = 0; i < count; ++i) dst[i] = bp_round_tf32(src[i]);
+}
+
+/* Every product of the backend: bp_cpu_sgemm's arguments, in the network's
+ * math mode. FP32 is the sgemm call itself, bit for bit. */
+static void product(bp_network *net, int ta, int tb, int m, int n, int k, float alpha,
+                    const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                    int ldc) {
+  if (net->math != BP_MATH_FP32) {
+    cpu_net *c = net->impl;
+    round_operand(c->round_a, A, span(ta ? k : m, ta ? m : k, lda), net->math);
+    round_operand(c->round_b, B, span(tb ? n : k, tb ? k : n, ldb), net->math);
+    A = c->round_a;
+    B = c->round_b;
+  }
+  bp_cpu_sgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 static bp_status cpu_network_init(bp_network *net) {
@@ -121,6 +208,8 @@ static void cpu_network_free(bp_network *net) {
   cpu_net *c = net->impl;
   if (!c) return;
   free_workspace(net, c);
+  free(c->round_a);
+  free(c->round_b);
   free(c->params);
   free(c->grads);
   free(c);
@@ -163,7 +252,7 @@ static void forward_core(bp_network *net, const float *A0, int n) {
     const float *W = c->params + net->w_offset[i];
     const float *b = c->params + net->b_offset[i];
     float *z = c->z[i], *a = c->a[i];
-    bp_cpu_sgemm(1, 0, out, n, in, 1.0f, W, in, prev, in, 0.0f, z, out);
+    product(net, 1, 0, out, n, in, 1.0f, W, in, prev, in, 0.0f, z, out);
     for (int k = 0; k < n; ++k) {
       float *zk = z + (size_t)k * out, *ak = a + (size_t)k * out;
       for (int j = 0; j < out; ++j) {
@@ -196,12 +285,12 @@ static double backward_core(bp_network *net, const float *A0, const float *Y, in
     const int in = net->sizes[i], w = net->sizes[i + 1];
     const float *prev = i == 0 ? A0 : c->a[i - 1];
     /* dW_i^T (in x w, column-major) = A_i Delta_i^T / n. */
-    bp_cpu_sgemm(0, 1, in, w, n, inv_n, prev, in, delta, w, 0.0f, c->grads + net->w_offset[i], in);
+    product(net, 0, 1, in, w, n, inv_n, prev, in, delta, w, 0.0f, c->grads + net->w_offset[i], in);
     bias_gradient(delta, w, n, c->db_acc, c->grads + net->b_offset[i]);
     if (i > 0) {
       /* G = W_i^T Delta_i (in x n), then Delta_{i-1} = G * sigma'(z_{i-1}). */
       const float *W = c->params + net->w_offset[i];
-      bp_cpu_sgemm(0, 0, in, n, w, 1.0f, W, in, delta, w, 0.0f, spare, in);
+      product(net, 0, 0, in, n, w, 1.0f, W, in, delta, w, 0.0f, spare, in);
       const float *z = c->z[i - 1];
       const size_t m = (size_t)in * (size_t)n;
       for (size_t e = 0; e < m; ++e) spare[e] = bp_hidden_error(spare[e], z[e]);

@@ -43,7 +43,7 @@ extern "C" const bp_backend_ops bp_cuda_ops = {
     cuda_train_epoch,     /* train_epoch */
     cuda_evaluate,        /* evaluate */
     cuda_train_epoch_host, /* train_epoch_host: cuda_host_epoch.cu */
-    NULL,                 /* check_math_mode: cuda_gemm.cu */
+    cuda_check_math_mode, /* check_math_mode: cuda_gemm.cu */
     cuda_forward_device,  /* forward_device: cuda_device_api.cu */
     cuda_backward_device, /* backward_device */
     cuda_train_batch_device, /* train_batch_device */

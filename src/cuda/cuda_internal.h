@@ -207,5 +207,8 @@ void cuda_gemm_free(bp_network *net);
 /* Makes room for products over batches of up to n examples (scratch for
  * reduced-precision copies). Called by cuda_ensure_capacity. */
 bp_status cuda_gemm_reserve(bp_network *net, int n);
+/* bp_backend_ops.check_math_mode: TF32 and BF16 need compute capability 8.0
+ * or later (BP_ERR_UNSUPPORTED otherwise). */
+bp_status cuda_check_math_mode(bp_network *net, bp_math_mode mode);
 
 #endif /* BP_CUDA_INTERNAL_H */

@@ -127,6 +127,11 @@ expect_rc 2 "bad --backend" -- "$BP" train --data train.csv --backend gpu
 expect_rc 2 "bad --layers" -- "$BP" train --data train.csv --layers 8,x,3
 expect_rc 2 "bad --format" -- "$BP" train --data train.csv --format xml
 expect_rc 2 "missing value" -- "$BP" train --data
+expect_rc 2 "bad --math" -- "$BP" train --data train.csv --math fp16
+check "bad --math is named with the choices" grep -q -- "--math.*fp32|tf32|bf16" err.txt
+check "bad --math is one line" test "$(wc -l <err.txt)" -eq 1
+expect_rc 2 "--math without a value" -- "$BP" train --data train.csv --math
+expect_rc 2 "--nondeterministic takes no value" -- "$BP" train --data train.csv --nondeterministic=1
 expect_rc 2 "--layers with --hidden" -- "$BP" train --data train.csv --layers 5 --hidden 5
 expect_rc 2 "--test without --data" -- "$BP" train --test test.csv
 expect_rc 2 "eval without --model" -- "$BP" eval --data test.csv
@@ -261,6 +266,63 @@ a, b = (strip(json.load(open(p))) for p in sys.argv[1:3])
 assert a == b, (a, b)
 EOF
 check "--quiet prints nothing on stderr" test ! -s err.txt
+check "the default math mode is fp32, deterministic" "$PY" - train.json <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["math"] == "fp32" and d["deterministic"] is True, (d["math"], d["deterministic"])
+EOF
+
+# Math modes: bf16 and tf32 are emulated on the CPU backend. They still learn,
+# rerun bit for bit, differ from fp32, and are recorded in the outputs.
+for mode in bf16 tf32; do
+  expect_rc 0 "train --math $mode" -- "${TRAIN[@]}" --math "$mode" --json --save "$mode.safetensors"
+  cp out.txt "$mode.json"
+  check "--math $mode: recorded and still learns" "$PY" - "$mode.json" "$mode" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["math"] == sys.argv[2] and d["deterministic"] is True, d
+assert d["test_accuracy"] > 0.6, d["test_accuracy"]
+assert d["history"][-1]["train_cost"] < d["history"][0]["train_cost"], d["history"]
+EOF
+  check "--math $mode: differs from fp32" "$PY" - "$mode.json" train.json <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert [h["train_cost"] for h in a["history"]] != [h["train_cost"] for h in b["history"]]
+EOF
+  expect_rc 0 "train --math $mode again" -- "${TRAIN[@]}" --math "$mode" --json --quiet
+  check "--math $mode: same seed, same result" "$PY" - "$mode.json" out.txt <<'EOF'
+import json, sys
+def strip(d):
+    for k in ("seconds", "load_seconds", "model"):
+        d.pop(k)
+    for h in d["history"]:
+        h.pop("seconds")
+    return d
+a, b = (strip(json.load(open(p))) for p in sys.argv[1:3])
+assert a == b, (a, b)
+EOF
+done
+expect_rc 0 "info --json on a bf16 model" -- "$BP" info --json bf16.safetensors
+check "the model records its math mode" "$PY" - out.txt <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))["metadata"]
+assert m["math"] == "bf16" and m["deterministic"] == "true", m
+EOF
+expect_rc 0 "train --nondeterministic" -- "${TRAIN[@]}" --nondeterministic --json --quiet
+check "--nondeterministic is recorded; the CPU gives the fp32 result anyway" "$PY" - out.txt train.json <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert a["deterministic"] is False and b["deterministic"] is True
+for d in (a, b):
+    for k in ("seconds", "load_seconds", "model", "deterministic"):
+        d.pop(k)
+    for h in d["history"]:
+        h.pop("seconds")
+assert a == b, (a, b)
+EOF
+expect_rc 0 "train --math bf16 without --quiet" -- "$BP" train --data train.csv --epochs 1 --backend cpu --math bf16
+check "the summary names the math mode" grep -q "bf16" out.txt
+check "the progress names the math mode" grep -q "bf16 math" err.txt
 
 # Hidden widths only, and the other formats.
 expect_rc 0 "--hidden" -- "$BP" train --data train.csv --hidden 5,4 --epochs 1 --backend cpu --json
