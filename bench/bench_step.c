@@ -27,10 +27,14 @@
  *     over the copy bandwidth measured in this run (cudaMemcpy D2D, or
  *     memcpy on the CPU), added to gemm_sum: floor = gemm_sum + bytes/copy.
  *   - launches per step on CUDA are counted analytically from the kernel
- *     sequence of src/cuda/cuda_backend.cu (the library's stream is private,
- *     so they cannot be captured from outside): custom kernels 4L + 7,
- *     cuBLAS calls 3L - 1 (L weight layers), plus two bfloat16 conversions
- *     per product in bf16. Keep launches_per_step() in step with that file.
+ *     sequence of src/cuda/cuda_step.cu (the library's stream is private,
+ *     so they cannot be captured from outside): custom kernels 4L + 7 on the
+ *     reference kernels, 2L + 5 on the fused ones (--kernels fused), cuBLAS
+ *     calls 3L - 1 (L weight layers), plus two bfloat16 conversions per
+ *     product in bf16. Keep launches_per_step() in step with that file.
+ *   - host us: the host's time to queue one step, from the library
+ *     (bp_network_last_epoch_stats: queue_us / steps), the median over the
+ *     timed epochs; with --graphs, the cost of one graph replay.
  *   - TFLOP/s use the nominal 6 * B * sum(n_in * n_out) per step; the
  *     library skips the first layer's input gradient, so it executes
  *     2 * B * (3 sum - s0 s1) (reported as flops_executed).
@@ -44,7 +48,11 @@
  * JSON records it in the header and in every result. On the CPU, tf32 and
  * bf16 are the emulation (rounding, then float32 sgemm): slower, by design.
  *
- * Run:  bench_step --backend cpu|cuda [--math M] [--grid smoke|quick|full | --config 784-100-10@256 ...]
+ * Kernel path and graphs (--kernels reference|fused, --graphs): BP_KERNELS
+ * for the networks made here, and bp_network_set_cuda_graphs; both are
+ * recorded in the JSON header.
+ *
+ * Run:  bench_step --backend cpu|cuda [--math M] [--kernels K] [--graphs] [--grid smoke|quick|full | --config 784-100-10@256 ...]
  *       bench_step --info
  * Exit: 0 ok; 1 a failure (status not BP_OK, non-finite cost); 2 usage; 77 backend absent.
  */
@@ -107,6 +115,8 @@ typedef struct config {
 typedef struct options {
   bp_backend backend;
   bp_math_mode math;
+  int fused;          /* --kernels fused: BP_KERNELS=fused for the networks made here */
+  int graphs;         /* --graphs: bp_network_set_cuda_graphs(net, 1) */
   config configs[MAX_CONFIGS];
   int n_configs;
   int steps;          /* steps per epoch S (upper bound; the data cap may lower it) */
@@ -153,7 +163,9 @@ static double n_params(const config *c) {
  * bench_kernels): gather 8 B per gathered element (+4 per index), bias and
  * sigmoid 12 B per element of every layer, output error 16 and cost 8 per
  * output element, bias gradient 4 per error element of every layer, hidden
- * error 12 per element of every layer but the last, SGD 12 per parameter. */
+ * error 12 per element of every layer but the last, SGD 12 per parameter.
+ * This is the reference kernels' traffic; the floor uses it for both paths,
+ * so that the fused path's saving shows as a lower step/floor. */
 static double elementwise_bytes(const config *c) {
   const double B = c->batch;
   const int L = c->n_sizes - 1;
@@ -171,14 +183,23 @@ static double elementwise_bytes(const config *c) {
  * 1 GEMM + bias_sigmoid; output_error 1; cost 2 (partial + final); per layer
  * dW GEMM + bias_grad 2 (partial + final); per layer but the first G GEMM +
  * hidden_error; SGD 1. */
-static void launches_per_step(const config *c, bp_math_mode math, int *kernels,
-                              int *cublas_calls) {
+static void launches_per_step(const config *c, bp_math_mode math, int fused, int graphs,
+                              int *kernels, int *cublas_calls) {
   const int L = c->n_sizes - 1;
-  /* gather 2, bias+sigmoid L, output error 1, cost 2, bias gradients 2L,
-   * hidden errors L - 1, the SGD overflow check 1 and its flag's 4-byte
-   * memset 1, SGD 1: 4L + 7 stream operations besides cuBLAS. */
-  *kernels = 2 + L + 1 + 2 + 2 * L + (L - 1) + 1 + 1 + 1; /* = 4L + 7 */
-  *cublas_calls = L + L + (L - 1);                /* = 3L - 1 */
+  *cublas_calls = L + L + (L - 1); /* = 3L - 1 */
+  if (fused) {
+    /* src/cuda/cuda_step.cu, fused path: gather_at 1, bias_sigmoid_inplace
+     * L, output_error_fused 1, hidden_error_fused L - 1, the SGD check's
+     * memset, check and update 3, the offset advance 1: 2L + 5. */
+    *kernels = 1 + L + 1 + (L - 1) + 3 + 1;
+  } else {
+    /* gather 2 (gather_at 1 + advance 1 with graphs), bias+sigmoid L, output
+     * error 1, cost 2, bias gradients 2L, hidden errors L - 1, the SGD
+     * overflow check 1 and its flag's 4-byte memset 1, SGD 1: 4L + 7
+     * stream operations besides cuBLAS. */
+    *kernels = 2 + L + 1 + 2 + 2 * L + (L - 1) + 1 + 1 + 1; /* = 4L + 7 */
+  }
+  (void)graphs; /* a graph replays the same nodes: the count does not change */
   if (math == BP_MATH_BF16) *kernels += 2 * *cublas_calls; /* both operands to bfloat16 */
 }
 
@@ -502,6 +523,8 @@ typedef struct step_result {
   double cost_first, cost_last;
   gemm_result gm;
   double ew_bytes, floor_ms;
+  double queue_us_per_step; /* median over the timed epochs of bp_epoch_stats.queue_us / steps */
+  int graph_replays;        /* steps of the timed epochs replayed from a graph */
 } step_result;
 
 /* Host data: X uniform in [0,1), Y one-hot (a random class per example;
@@ -595,6 +618,7 @@ static step_result run_config(bp_context *ctx, const config *c, const options *o
   bp_dataset *data = NULL;
   BP_CHECK(ctx, bp_network_create(ctx, c->n_sizes, c->sizes, o->seed, &net));
   BP_CHECK(ctx, bp_network_set_math_mode(net, o->math));
+  BP_CHECK(ctx, bp_network_set_cuda_graphs(net, o->graphs));
   BP_CHECK(ctx, bp_dataset_create(ctx, n, s0, sL, X, Y, &data));
   free(X);
   free(Y);
@@ -609,10 +633,18 @@ static step_result run_config(bp_context *ctx, const config *c, const options *o
   }
   r.cost_first = cost;
   double *t = malloc(sizeof(double) * (size_t)E);
+  double *q = malloc(sizeof(double) * (size_t)E);
+  r.graph_replays = 0;
   for (int e = 0; e < E; ++e) {
     double t0 = bench_now_ms();
     st = bp_train_epoch(net, data, B, o->lr, o->seed + 1 + (uint64_t)e, &cost);
     t[e] = bench_now_ms() - t0;
+    /* The host's share of the epoch, from the library (its stream is
+     * private): time to queue the steps, per step. */
+    bp_epoch_stats es;
+    BP_CHECK(ctx, bp_network_last_epoch_stats(net, &es));
+    q[e] = es.steps > 0 ? es.queue_us / es.steps : NAN;
+    r.graph_replays += es.graph_replays;
     if (st != BP_OK || !isfinite(cost)) {
       fprintf(stderr, "bench_step: epoch failed: %s %s (cost %g)\n", bp_status_string(st),
               bp_context_last_error(ctx), (double)cost);
@@ -622,7 +654,9 @@ static step_result run_config(bp_context *ctx, const config *c, const options *o
   r.cost_last = cost;
   r.epoch_min_ms = bench_min(t, E);
   r.epoch_ms = bench_median(t, E);
+  r.queue_us_per_step = bench_median(q, E);
   free(t);
+  free(q);
   bp_dataset_destroy(data);
   bp_network_destroy(net);
 
@@ -777,6 +811,9 @@ static int run_e2e(bp_context *ctx, const options *o, FILE *json) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: bench_step --backend cpu|cuda [options]\n"
+          "  --kernels reference|fused  the CUDA kernel path (sets BP_KERNELS; default: the\n"
+          "                           environment's, else reference)\n"
+          "  --graphs                 CUDA graphs on (bp_network_set_cuda_graphs)\n"
           "  --math fp32|tf32|bf16    precision of the products (default fp32; on the CPU\n"
           "                           tf32/bf16 are the emulation, slower by design)\n"
           "  --grid smoke|quick|full  built-in configurations (default quick)\n"
@@ -812,6 +849,8 @@ static void write_header(FILE *f, const options *o, bp_context *ctx, int device)
           bp_backend_name(bp_context_backend(ctx)), bp_version_string(), bp_cpu_blas_name());
   fprintf(f, "  \"cpus\": %ld,\n", sysconf(_SC_NPROCESSORS_ONLN));
   fprintf(f, "  \"math\": \"%s\",\n", bp_math_mode_name(o->math));
+  fprintf(f, "  \"kernels\": \"%s\",\n  \"graphs\": %s,\n", o->fused ? "fused" : "reference",
+          o->graphs ? "true" : "false");
 #ifdef BP_WITH_CUDA
   if (o->backend == BP_BACKEND_CUDA) {
     struct cudaDeviceProp prop;
@@ -873,6 +912,19 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: --backend cpu or cuda\n");
         return 2;
       }
+    } else if (!strcmp(a, "--kernels")) {
+      const char *k = NEED();
+      if (strcmp(k, "fused") && strcmp(k, "reference")) {
+        fprintf(stderr, "bench_step: --kernels fused or reference, not '%s'\n", k);
+        return 2;
+      }
+      /* The library reads BP_KERNELS when a network is created. */
+      if (setenv("BP_KERNELS", k, 1) != 0) {
+        fprintf(stderr, "bench_step: setenv failed\n");
+        return 2;
+      }
+    } else if (!strcmp(a, "--graphs")) {
+      o.graphs = 1;
     } else if (!strcmp(a, "--math")) {
       const char *m = NEED();
       if (bp_math_mode_parse(m, &o.math) != BP_OK) {
@@ -971,6 +1023,10 @@ int main(int argc, char **argv) {
   }
 
   bp_context *ctx = NULL;
+  {
+    const char *k = getenv("BP_KERNELS");
+    o.fused = k != NULL && !strcmp(k, "fused");
+  }
   bp_status st = bp_context_create(o.backend, device, &ctx);
   if (st == BP_ERR_NO_DEVICE) {
     printf("bench_step: backend %s not available (%s); skipping\n", bp_backend_name(o.backend),
@@ -1017,14 +1073,15 @@ int main(int argc, char **argv) {
     fprintf(json, "  \"copy_gbps\": ");
     bench_json_number(json, copy_gbps);
     fprintf(json, ",\n  \"results\": [\n");
-    printf("bench_step: backend %s, math %s%s, BLAS %s, copy %.1f GB/s (read+write)\n",
+    printf("bench_step: backend %s, math %s%s, kernels %s, graphs %s, BLAS %s, copy %.1f GB/s "
+           "(read+write)\n",
            bp_backend_name(o.backend), bp_math_mode_name(o.math),
            o.backend == BP_BACKEND_CPU && o.math != BP_MATH_FP32 ? " (emulated)" : "",
-           bp_cpu_blas_name(), copy_gbps);
+           o.fused ? "fused" : "reference", o.graphs ? "on" : "off", bp_cpu_blas_name(), copy_gbps);
     printf("step = (epoch - host shuffle) / steps; gemm = its GEMMs timed alone; floor = gemm + "
            "elementwise bytes at copy bandwidth\n");
-    printf("%-26s %5s %10s %12s %9s %10s %8s %8s %8s\n", "config", "steps", "step ms", "examples/s",
-           "TFLOP/s", "gemm ms", "/gemm", "/floor", "launches");
+    printf("%-26s %5s %10s %12s %9s %10s %8s %8s %8s %8s\n", "config", "steps", "step ms",
+           "examples/s", "TFLOP/s", "gemm ms", "/gemm", "/floor", "launches", "host us");
     const double t_start = bench_now_ms();
     for (int i = 0; i < o.n_configs; ++i) {
       const config *c = &o.configs[i];
@@ -1039,7 +1096,7 @@ int main(int argc, char **argv) {
         r = run_config(ctx, c, &o, device, &failed);
       }
       int kern = 0, cub = 0;
-      launches_per_step(c, o.math, &kern, &cub);
+      launches_per_step(c, o.math, o.fused, o.graphs, &kern, &cub);
       fprintf(json, "    {\"name\": \"%s\", \"math\": \"%s\", \"sizes\": [", name,
               bp_math_mode_name(o.math));
       for (int j = 0; j < c->n_sizes; ++j) fprintf(json, "%s%d", j ? ", " : "", c->sizes[j]);
@@ -1055,9 +1112,9 @@ int main(int argc, char **argv) {
         double tflops = flops_nominal(c) / (r.step_ms * 1e-3) / 1e12;
         char launches[32] = "-";
         if (o.backend == BP_BACKEND_CUDA) snprintf(launches, sizeof launches, "%d+%d", kern, cub);
-        printf("%-26s %5d %10.4f %12.4g %9.4f %10.4f %8.3f %8.3f %8s\n", name, r.steps, r.step_ms,
-               c->batch / (r.step_ms * 1e-3), tflops, r.gm.sum_ms, r.step_ms / r.gm.sum_ms,
-               r.step_ms / floor_ms, launches);
+        printf("%-26s %5d %10.4f %12.4g %9.4f %10.4f %8.3f %8.3f %8s %8.2f\n", name, r.steps,
+               r.step_ms, c->batch / (r.step_ms * 1e-3), tflops, r.gm.sum_ms,
+               r.step_ms / r.gm.sum_ms, r.step_ms / floor_ms, launches, r.queue_us_per_step);
         fflush(stdout);
         fprintf(json, ", \"steps_per_epoch\": %d, \"epochs\": %d, \"examples\": %d", r.steps,
                 r.epochs, r.n);
@@ -1074,6 +1131,9 @@ int main(int argc, char **argv) {
         bench_json_number(json, r.cost_last);
         if (o.backend == BP_BACKEND_CUDA)
           fprintf(json, ", \"launches\": {\"kernels\": %d, \"cublas_calls\": %d}", kern, cub);
+        fprintf(json, ", \"queue_us_per_step\": ");
+        bench_json_number(json, r.queue_us_per_step);
+        fprintf(json, ", \"graph_replays\": %d", r.graph_replays);
       }
       fprintf(json, "}%s\n", i + 1 < o.n_configs ? "," : "");
     }

@@ -32,7 +32,8 @@
 enum {
   OPT_HELP, OPT_DATA, OPT_TEST, OPT_LAYERS, OPT_HIDDEN, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_SEED,
   OPT_BACKEND, OPT_DEVICE, OPT_SAVE, OPT_LOG, OPT_PLOT, OPT_JSON, OPT_QUIET, OPT_LABEL_COLUMN,
-  OPT_TARGETS, OPT_CLASSES, OPT_FORMAT, OPT_MATH, OPT_NONDETERMINISTIC
+  OPT_TARGETS, OPT_CLASSES, OPT_FORMAT, OPT_MATH, OPT_NONDETERMINISTIC,
+  OPT_CUDA_GRAPHS
 };
 
 static const cli_option options[] = {
@@ -47,6 +48,7 @@ static const cli_option options[] = {
     {"label-column", 0, 1, OPT_LABEL_COLUMN}, {"targets", 0, 1, OPT_TARGETS},
     {"classes", 0, 1, OPT_CLASSES},   {"format", 0, 1, OPT_FORMAT},
     {"math", 0, 1, OPT_MATH},         {"nondeterministic", 0, 0, OPT_NONDETERMINISTIC},
+    {"cuda-graphs", 0, 0, OPT_CUDA_GRAPHS},
     {NULL, 0, 0, 0}};
 
 static void help(FILE *f) {
@@ -89,6 +91,9 @@ static void help(FILE *f) {
 "  --nondeterministic   let CUDA choose split-K products whose partial sums may be\n"
 "                       combined differently from run to run (default: runs with\n"
 "                       the same seed are bit-identical; the CPU always is)\n"
+"  --cuda-graphs        CUDA: capture each training step once and replay it (one\n"
+"                       launch per step instead of one per kernel; the same\n"
+"                       results bit for bit). The CPU backend ignores it\n"
 "\n"
 "Output:\n"
 "  --save FILE          save the model (safetensors, with the training metadata)\n"
@@ -126,6 +131,7 @@ typedef struct train_opts {
   bp_backend backend;
   bp_math_mode math;
   int nondeterministic;
+  int cuda_graphs;
   cli_data_options data_opt;
   int label_column_given;
 } train_opts;
@@ -176,6 +182,7 @@ static int parse(int argc, char **argv, train_opts *o) {
         if (!bad && bp_math_mode_parse(maths[choice], &o->math) != BP_OK) bad = 1;
         break;
       case OPT_NONDETERMINISTIC: o->nondeterministic = 1; break;
+      case OPT_CUDA_GRAPHS: o->cuda_graphs = 1; break;
       case OPT_SAVE: o->save = v; break;
       case OPT_LOG: o->log = v; break;
       case OPT_PLOT: o->plot = v; break;
@@ -444,6 +451,7 @@ int cli_cmd_train(int argc, char **argv) {
   run.device = o.device;
   run.math = bp_math_mode_name(o.math);
   run.deterministic = !o.nondeterministic;
+  run.cuda_graphs = o.cuda_graphs;
 
   const char *data_path = o.data ? o.data : default_data();
   if (!data_path) {
@@ -474,6 +482,7 @@ int cli_cmd_train(int argc, char **argv) {
     bp_network_desc_init(&desc, run.n_sizes, s.sizes, o.seed);
     desc.math = o.math;
     desc.deterministic = !o.nondeterministic;
+    desc.cuda_graphs = o.cuda_graphs;
     if (bp_network_create_ex(s.ctx, &desc, &s.net) != BP_OK)
       code = cli_fail(CMD, "cannot create the network: %s", bp_context_last_error(s.ctx));
   }

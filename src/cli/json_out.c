@@ -62,6 +62,8 @@ void cli_json_train_result(FILE *f, const cli_run *run) {
   cli_json_string(f, run->math ? run->math : "fp32");
   key(f, "deterministic", &first);
   fputs(run->deterministic ? "true" : "false", f);
+  key(f, "cuda_graphs", &first);
+  fputs(run->cuda_graphs ? "true" : "false", f);
   key(f, "device", &first);
   if (run->device >= 0)
     fprintf(f, "%d", run->device);

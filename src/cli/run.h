@@ -25,6 +25,7 @@ typedef struct cli_run {
   const char *backend;    /* "cpu" or "cuda" */
   const char *math;       /* the math mode: "fp32", "tf32" or "bf16" */
   int deterministic;      /* 1 unless --nondeterministic */
+  int cuda_graphs;        /* --cuda-graphs */
   int device;             /* CUDA device; -1 on the CPU backend */
   const int *sizes;
   int n_sizes;

@@ -272,6 +272,18 @@ d = json.load(open(sys.argv[1]))
 assert d["math"] == "fp32" and d["deterministic"] is True, (d["math"], d["deterministic"])
 EOF
 
+# --cuda-graphs: recorded; the CPU backend ignores it, so the training is the
+# default one bit for bit.
+expect_rc 0 "train --cuda-graphs" -- "${TRAIN[@]}" --cuda-graphs --json --quiet
+check "--cuda-graphs: recorded, and on the CPU the same training" "$PY" - out.txt train.json <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert a["cuda_graphs"] is True and b["cuda_graphs"] is False, (a["cuda_graphs"], b["cuda_graphs"])
+assert [h["train_cost"] for h in a["history"]] == [h["train_cost"] for h in b["history"]]
+assert a["test_accuracy"] == b["test_accuracy"]
+EOF
+expect_rc 2 "--cuda-graphs takes no value" -- "$BP" train --data train.csv --cuda-graphs=1
+
 # Math modes: bf16 and tf32 are emulated on the CPU backend. They still learn,
 # rerun bit for bit, differ from fp32, and are recorded in the outputs.
 for mode in bf16 tf32; do
