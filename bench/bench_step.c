@@ -642,7 +642,7 @@ static step_result run_config(bp_context *ctx, const config *c, const options *o
     /* The host's share of the epoch, from the library (its stream is
      * private): time to queue the steps, per step. */
     bp_epoch_stats es;
-    BP_CHECK(ctx, bp_network_last_epoch_stats(net, &es));
+    BP_CHECK(ctx, bp_network_last_epoch_stats(net, &es, sizeof es));
     q[e] = es.steps > 0 ? es.queue_us / es.steps : NAN;
     r.graph_replays += es.graph_replays;
     if (st != BP_OK || !isfinite(cost)) {

@@ -209,19 +209,25 @@ bp_math_mode bp_network_math_mode(const bp_network *net);
 /* Deterministic mode (on = 1, the default): two runs from the same seed on
  * the same device and library version give bit-identical weights and costs.
  * Every reduction of the library is deterministic in any mode (fixed grids,
- * fixed order, no floating-point atomics); this switch fixes the products'
- * algorithms too: on CUDA, off (0) lets cuBLASLt pick split-K algorithms
- * whose partial sums are combined in an order that may vary from run to run,
- * which can be faster for products with a long inner dimension (the weight
- * gradient at large batches). The CPU backend is deterministic either way. */
+ * fixed order, no floating-point atomics), and so is the default product
+ * path (cuBLAS on one stream, atomics never enabled). The switch matters for
+ * the optional cuBLASLt path (environment variable BP_GEMM=lt): on, it
+ * admits only algorithms without split-K; off, it lets cuBLASLt pick
+ * split-K algorithms, whose partial sums may be combined differently from
+ * run to run, which can be faster for products with a long inner dimension
+ * (the weight gradient at large batches). The CPU backend is deterministic
+ * either way. */
 bp_status bp_network_set_deterministic(bp_network *net, int on);
 int bp_network_deterministic(const bp_network *net);
 
-/* CUDA graphs (on = 1; default 0): the CUDA backend captures the work of a
- * training step (bp_train_epoch, bp_train_epoch_host) and of a forward pass
- * (bp_evaluate) once per batch shape and replays it, so a step costs one
- * launch on the host instead of one per kernel. Results are bit-identical
- * either way. The CPU backend accepts and ignores the switch. */
+/* CUDA graphs (on = 1; default 0): the CUDA backend captures the device
+ * work of a training step (bp_train_epoch, bp_train_epoch_host) and of a
+ * forward pass (bp_forward) once per batch shape and replays it, so a step
+ * costs one launch on the host instead of one per kernel. A captured graph
+ * is kept per key (batch size, learning rate, data and workspace buffers,
+ * execution options; a few keys per network) and the first run of a key is
+ * not captured. Results are bit-identical either way. The CPU backend
+ * accepts and ignores the switch. */
 bp_status bp_network_set_cuda_graphs(bp_network *net, int on);
 int bp_network_cuda_graphs(const bp_network *net);
 
@@ -374,12 +380,17 @@ typedef struct bp_epoch_stats {
   double wall_us;       /* the whole call, microseconds */
   double queue_us;      /* host time spent issuing the steps' work: on CUDA from the first
                            batch until the last is queued, before the final wait (the
-                           device runs behind; the queue blocks only when it is full); on
-                           the CPU the steps themselves */
+                           device runs behind; the queue blocks only when it is full; the
+                           waits of progress reports and bp_train_epoch_host's host-side
+                           gathers count too); on the CPU the steps themselves */
 } bp_epoch_stats;
-/* Copies the statistics of the last epoch call; all zero before the first.
- * Statistics of a call that failed are those of the work it did. */
-bp_status bp_network_last_epoch_stats(const bp_network *net, bp_epoch_stats *stats);
+/* Copies the statistics of the last epoch call into *stats; all zero before
+ * the first. stats_size is sizeof(bp_epoch_stats) as the caller was
+ * compiled: a program built against an older, shorter struct gets only the
+ * fields it knows. Statistics of a call that failed are those of the work it
+ * did. */
+bp_status bp_network_last_epoch_stats(const bp_network *net, bp_epoch_stats *stats,
+                                      size_t stats_size);
 
 /* ---- Model files (safetensors) -------------------------------------------
  * Format: 8-byte little-endian header length N, N bytes of JSON, raw

@@ -11,10 +11,16 @@ double bp_now_us(void) {
   return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
 }
 
-bp_status bp_network_last_epoch_stats(const bp_network *net, bp_epoch_stats *stats) {
+bp_status bp_network_last_epoch_stats(const bp_network *net, bp_epoch_stats *stats,
+                                      size_t stats_size) {
   if (!net) return BP_ERR_INVALID_ARGUMENT;
   if (!stats)
     return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_last_epoch_stats: stats is NULL");
-  *stats = net->stats;
+  if (stats_size == 0)
+    return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT,
+                    "bp_network_last_epoch_stats: stats_size is 0; pass sizeof(bp_epoch_stats)");
+  /* An older caller's struct is a prefix of this one (fields are only
+   * appended); a newer caller's tail is left as it was. */
+  memcpy(stats, &net->stats, stats_size < sizeof net->stats ? stats_size : sizeof net->stats);
   return BP_OK;
 }

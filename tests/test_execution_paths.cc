@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -112,7 +113,7 @@ RunResult train(bp_backend backend, const char *kernels, int graphs, uint64_t se
         << bp_context_last_error(ctx);
     r.costs.push_back(c);
     bp_epoch_stats st;
-    EXPECT_EQ(bp_network_last_epoch_stats(net, &st), BP_OK);
+    EXPECT_EQ(bp_network_last_epoch_stats(net, &st, sizeof st), BP_OK);
     const int examples = e.d == da.data ? a.n : b.n;
     EXPECT_EQ(st.steps, (examples + e.batch - 1) / e.batch);
     EXPECT_GT(st.wall_us, 0.0);
@@ -136,7 +137,7 @@ RunResult train(bp_backend backend, const char *kernels, int graphs, uint64_t se
         << bp_context_last_error(ctx);
     r.costs.push_back(c);
     bp_epoch_stats st;
-    EXPECT_EQ(bp_network_last_epoch_stats(net, &st), BP_OK);
+    EXPECT_EQ(bp_network_last_epoch_stats(net, &st, sizeof st), BP_OK);
     EXPECT_EQ(st.steps, 7);
     r.stats.push_back(st);
   }
@@ -171,6 +172,41 @@ TEST(ExecutionPaths, CpuIgnoresTheGraphSwitch) {
   RunResult plain = train(BP_BACKEND_CPU, nullptr, 0, seed);
   RunResult graphs = train(BP_BACKEND_CPU, nullptr, 1, seed);
   expect_same_training(graphs, plain, 0.0, "cpu, graphs on vs off");
+}
+
+TEST(ExecutionPaths, EpochStatsArgumentsAndOlderCallers) {
+  tu::Ctx ctx;
+  ASSERT_EQ(bp_context_create(BP_BACKEND_CPU, 0, &ctx.ctx), BP_OK);
+  const int sizes[] = {3, 4, 2};
+  tu::Net net;
+  ASSERT_EQ(bp_network_create(ctx, 3, sizes, 5, &net.net), BP_OK);
+  bp_epoch_stats st;
+  std::memset(&st, 0x7f, sizeof st);
+  ASSERT_EQ(bp_network_last_epoch_stats(net, &st, sizeof st), BP_OK);
+  EXPECT_EQ(st.steps, 0) << "before any epoch: zeros";
+  EXPECT_EQ(st.wall_us, 0.0);
+  EXPECT_EQ(bp_network_last_epoch_stats(nullptr, &st, sizeof st), BP_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(bp_network_last_epoch_stats(net, nullptr, sizeof st), BP_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(bp_network_last_epoch_stats(net, &st, 0), BP_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(bp_context_last_error(ctx)).find("stats_size"), std::string::npos);
+
+  Problem p = make_problem(tu::fresh_seed(), 50, 3, 2);
+  float c = NAN;
+  ASSERT_EQ(bp_train_epoch_host(net, p.X.data(), p.Y.data(), p.n, 8, 1.0f, 1, &c), BP_OK);
+  // A caller built against a struct that ended after graph_replays: gets
+  // those two fields, and nothing past them is written.
+  struct {
+    bp_epoch_stats s;
+    char guard[8];
+  } old_caller;
+  std::memset(&old_caller, 0x5a, sizeof old_caller);
+  const size_t old_size = offsetof(bp_epoch_stats, wall_us);
+  ASSERT_EQ(bp_network_last_epoch_stats(net, &old_caller.s, old_size), BP_OK);
+  EXPECT_EQ(old_caller.s.steps, 7);
+  EXPECT_EQ(old_caller.s.graph_replays, 0);
+  const unsigned char *tail = reinterpret_cast<const unsigned char *>(&old_caller.s) + old_size;
+  for (size_t i = old_size; i < sizeof old_caller; ++i, ++tail)
+    ASSERT_EQ(*tail, 0x5a) << "byte " << i << " past the caller's struct was written";
 }
 
 TEST(ExecutionPaths, CudaGraphsReplayTheSameStep) {
