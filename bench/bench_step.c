@@ -48,9 +48,10 @@
  * JSON records it in the header and in every result. On the CPU, tf32 and
  * bf16 are the emulation (rounding, then float32 sgemm): slower, by design.
  *
- * Kernel path and graphs (--kernels reference|fused, --graphs): BP_KERNELS
- * for the networks made here, and bp_network_set_cuda_graphs; both are
- * recorded in the JSON header.
+ * Kernel path, graphs, products (--kernels reference|fused, --graphs,
+ * --gemm cublas|lt, --nondeterministic): BP_KERNELS and BP_GEMM for the
+ * networks made here, bp_network_set_cuda_graphs and
+ * bp_network_set_deterministic; all recorded in the JSON header.
  *
  * Run:  bench_step --backend cpu|cuda [--math M] [--kernels K] [--graphs] [--grid smoke|quick|full | --config 784-100-10@256 ...]
  *       bench_step --info
@@ -117,6 +118,8 @@ typedef struct options {
   bp_math_mode math;
   int fused;          /* --kernels fused: BP_KERNELS=fused for the networks made here */
   int graphs;         /* --graphs: bp_network_set_cuda_graphs(net, 1) */
+  int lt;             /* --gemm lt: BP_GEMM=lt (the cuBLASLt products) */
+  int nondeterministic; /* --nondeterministic: bp_network_set_deterministic(net, 0) */
   config configs[MAX_CONFIGS];
   int n_configs;
   int steps;          /* steps per epoch S (upper bound; the data cap may lower it) */
@@ -619,6 +622,7 @@ static step_result run_config(bp_context *ctx, const config *c, const options *o
   BP_CHECK(ctx, bp_network_create(ctx, c->n_sizes, c->sizes, o->seed, &net));
   BP_CHECK(ctx, bp_network_set_math_mode(net, o->math));
   BP_CHECK(ctx, bp_network_set_cuda_graphs(net, o->graphs));
+  BP_CHECK(ctx, bp_network_set_deterministic(net, !o->nondeterministic));
   BP_CHECK(ctx, bp_dataset_create(ctx, n, s0, sL, X, Y, &data));
   free(X);
   free(Y);
@@ -814,6 +818,9 @@ static void usage(FILE *f) {
           "  --kernels reference|fused  the CUDA kernel path (sets BP_KERNELS; default: the\n"
           "                           environment's, else reference)\n"
           "  --graphs                 CUDA graphs on (bp_network_set_cuda_graphs)\n"
+          "  --gemm cublas|lt         the CUDA products' path (sets BP_GEMM; default: the\n"
+          "                           environment's, else cublas)\n"
+          "  --nondeterministic       bp_network_set_deterministic(net, 0)\n"
           "  --math fp32|tf32|bf16    precision of the products (default fp32; on the CPU\n"
           "                           tf32/bf16 are the emulation, slower by design)\n"
           "  --grid smoke|quick|full  built-in configurations (default quick)\n"
@@ -851,6 +858,8 @@ static void write_header(FILE *f, const options *o, bp_context *ctx, int device)
   fprintf(f, "  \"math\": \"%s\",\n", bp_math_mode_name(o->math));
   fprintf(f, "  \"kernels\": \"%s\",\n  \"graphs\": %s,\n", o->fused ? "fused" : "reference",
           o->graphs ? "true" : "false");
+  fprintf(f, "  \"gemm\": \"%s\",\n  \"deterministic\": %s,\n", o->lt ? "lt" : "cublas",
+          o->nondeterministic ? "false" : "true");
 #ifdef BP_WITH_CUDA
   if (o->backend == BP_BACKEND_CUDA) {
     struct cudaDeviceProp prop;
@@ -925,6 +934,19 @@ int main(int argc, char **argv) {
       }
     } else if (!strcmp(a, "--graphs")) {
       o.graphs = 1;
+    } else if (!strcmp(a, "--gemm")) {
+      const char *g = NEED();
+      if (strcmp(g, "lt") && strcmp(g, "cublas")) {
+        fprintf(stderr, "bench_step: --gemm cublas or lt, not '%s'\n", g);
+        return 2;
+      }
+      /* The library reads BP_GEMM when a network is created. */
+      if (setenv("BP_GEMM", g, 1) != 0) {
+        fprintf(stderr, "bench_step: setenv failed\n");
+        return 2;
+      }
+    } else if (!strcmp(a, "--nondeterministic")) {
+      o.nondeterministic = 1;
     } else if (!strcmp(a, "--math")) {
       const char *m = NEED();
       if (bp_math_mode_parse(m, &o.math) != BP_OK) {
@@ -1024,8 +1046,9 @@ int main(int argc, char **argv) {
 
   bp_context *ctx = NULL;
   {
-    const char *k = getenv("BP_KERNELS");
+    const char *k = getenv("BP_KERNELS"), *g = getenv("BP_GEMM");
     o.fused = k != NULL && !strcmp(k, "fused");
+    o.lt = g != NULL && !strcmp(g, "lt");
   }
   bp_status st = bp_context_create(o.backend, device, &ctx);
   if (st == BP_ERR_NO_DEVICE) {
@@ -1073,11 +1096,12 @@ int main(int argc, char **argv) {
     fprintf(json, "  \"copy_gbps\": ");
     bench_json_number(json, copy_gbps);
     fprintf(json, ",\n  \"results\": [\n");
-    printf("bench_step: backend %s, math %s%s, kernels %s, graphs %s, BLAS %s, copy %.1f GB/s "
-           "(read+write)\n",
+    printf("bench_step: backend %s, math %s%s, kernels %s, graphs %s, gemm %s%s, BLAS %s, copy "
+           "%.1f GB/s (read+write)\n",
            bp_backend_name(o.backend), bp_math_mode_name(o.math),
            o.backend == BP_BACKEND_CPU && o.math != BP_MATH_FP32 ? " (emulated)" : "",
-           o.fused ? "fused" : "reference", o.graphs ? "on" : "off", bp_cpu_blas_name(), copy_gbps);
+           o.fused ? "fused" : "reference", o.graphs ? "on" : "off", o.lt ? "lt" : "cublas",
+           o.nondeterministic ? " nondeterministic" : "", bp_cpu_blas_name(), copy_gbps);
     printf("step = (epoch - host shuffle) / steps; gemm = its GEMMs timed alone; floor = gemm + "
            "elementwise bytes at copy bandwidth\n");
     printf("%-26s %5s %10s %12s %9s %10s %8s %8s %8s %8s\n", "config", "steps", "step ms",
