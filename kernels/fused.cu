@@ -219,7 +219,7 @@ __global__ void bp_output_error_fused_kernel(const float *__restrict__ a,
       vec<V>::load(y + e, yv);
       for (int v = 0; v < V; ++v) {
         d[v] = bp_output_error_of_a(av[v], yv[v]);
-        s[v] += d[v];
+        s[v] = __fadd_rn(s[v], d[v]); /* never fused with d's product into an FMA */
         c += (double)bp_cost_term(av[v], yv[v]);
       }
       vec<V>::store(delta + e, d);
@@ -296,7 +296,7 @@ __global__ void bp_hidden_error_fused_kernel(const float *g, const float *__rest
       vec<V>::load(a + e, av);
       for (int v = 0; v < V; ++v) {
         d[v] = bp_hidden_error_of_a(gv[v], av[v]);
-        s[v] += d[v];
+        s[v] = __fadd_rn(s[v], d[v]); /* never fused with d's product into an FMA */
       }
       vec<V>::store(delta + e, d);
     }

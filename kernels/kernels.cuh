@@ -14,7 +14,9 @@
  *     faults inside a kernel surface at the next synchronizing call.
  *   - Bad arguments (negative sizes, NULL where a buffer is needed) return
  *     cudaErrorInvalidValue without launching. An empty problem (count 0)
- *     launches nothing and returns cudaSuccess.
+ *     launches nothing and returns cudaSuccess, except for the reductions
+ *     (bias gradient, cost, the fused error kernels), whose means need
+ *     n >= 1 and width >= 1: they return cudaErrorInvalidValue.
  *   - Reductions are deterministic: a fixed grid that depends only on the
  *     problem size (never on the device), fixed summation order, no float
  *     atomics. Same inputs give bit-identical outputs on every run.

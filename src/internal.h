@@ -197,6 +197,10 @@ extern const bp_backend_ops bp_cuda_ops;
 bp_status bp_cuda_context_init(bp_context *ctx);
 int bp_cuda_count_devices(void);
 bp_status bp_cuda_debug_fault(bp_context *ctx);
+/* Tests only: how many of the network's product plans run on cuBLASLt
+ * (BP_GEMM=lt; 0 on the cuBLAS path), so a test can tell that the Lt path
+ * was taken rather than its fallback. */
+int bp_cuda_debug_lt_plans(const bp_network *net);
 #endif
 
 /* Evaluate's accuracy rule for one example, shared by both backends'

@@ -79,7 +79,13 @@ Problem make_problem(uint64_t seed, int n, int n_in, int n_out) {
 
 // Trains a fresh network through every entry point that can take a graph,
 // changing everything a graph bakes in along the way.
-RunResult train(bp_backend backend, const char *kernels, int graphs, uint64_t seed) {
+// Two shapes: widths that are not multiples of 4 (the fused kernels' scalar
+// instances) and widths that are (their float4 instances).
+const int kOddSizes[] = {29, 67, 33, 5};
+const int kQuadSizes[] = {32, 64, 48, 8};
+
+RunResult train(bp_backend backend, const char *kernels, int graphs, uint64_t seed,
+                const int *sizes = kOddSizes) {
   RunResult r;
   EnvGuard env("BP_KERNELS", kernels);
   tu::Ctx ctx;
@@ -87,16 +93,16 @@ RunResult train(bp_backend backend, const char *kernels, int graphs, uint64_t se
     ADD_FAILURE() << "context: " << bp_context_last_error(nullptr);
     return r;
   }
-  const int sizes[] = {29, 67, 33, 5};
+  const int s0 = sizes[0], sL = sizes[3];
   tu::Net net;
   EXPECT_EQ(bp_network_create(ctx, 4, sizes, seed, &net.net), BP_OK) << bp_context_last_error(ctx);
   if (!net.net) return r;
   EXPECT_EQ(bp_network_set_cuda_graphs(net, graphs), BP_OK);
   EXPECT_EQ(bp_network_cuda_graphs(net), graphs);
-  Problem a = make_problem(seed + 1, 1000, 29, 5), b = make_problem(seed + 2, 700, 29, 5);
+  Problem a = make_problem(seed + 1, 1000, s0, sL), b = make_problem(seed + 2, 700, s0, sL);
   tu::Data da, db;
-  EXPECT_EQ(bp_dataset_create(ctx, a.n, 29, 5, a.X.data(), a.Y.data(), &da.data), BP_OK);
-  EXPECT_EQ(bp_dataset_create(ctx, b.n, 29, 5, b.X.data(), b.Y.data(), &db.data), BP_OK);
+  EXPECT_EQ(bp_dataset_create(ctx, a.n, s0, sL, a.X.data(), a.Y.data(), &da.data), BP_OK);
+  EXPECT_EQ(bp_dataset_create(ctx, b.n, s0, sL, b.X.data(), b.Y.data(), &db.data), BP_OK);
   // (data set, batch, learning rate) per epoch: repeated shapes (captured
   // and replayed), a new lr, a larger batch (the workspace grows), the
   // other data set, and back.
@@ -120,9 +126,9 @@ RunResult train(bp_backend backend, const char *kernels, int graphs, uint64_t se
     EXPECT_GT(st.queue_us, 0.0);
     EXPECT_LE(st.queue_us, st.wall_us);
     r.stats.push_back(st);
-    float out[3 * 5];
-    EXPECT_EQ(bp_forward(net, a.X.data(), 3, out), BP_OK);  // the forward graph, n = 3
-    r.outputs.insert(r.outputs.end(), out, out + 15);
+    std::vector<float> out3((size_t)3 * sL);
+    EXPECT_EQ(bp_forward(net, a.X.data(), 3, out3.data()), BP_OK);  // the forward graph, n = 3
+    r.outputs.insert(r.outputs.end(), out3.begin(), out3.end());
   }
   for (int i = 0; i < 3; ++i) {
     float c = NAN;
@@ -141,7 +147,7 @@ RunResult train(bp_backend backend, const char *kernels, int graphs, uint64_t se
     EXPECT_EQ(st.steps, 7);
     r.stats.push_back(st);
   }
-  std::vector<float> out((size_t)a.n * 5);
+  std::vector<float> out((size_t)a.n * sL);
   EXPECT_EQ(bp_forward(net, a.X.data(), a.n, out.data()), BP_OK);
   r.outputs.insert(r.outputs.end(), out.begin(), out.end());
   r.params = tu::all_params(net);
@@ -214,17 +220,20 @@ TEST(ExecutionPaths, CudaGraphsReplayTheSameStep) {
   const uint64_t seed = tu::fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (const char *kernels : {"reference", "fused"}) {
-    SCOPED_TRACE(kernels);
-    RunResult plain = train(BP_BACKEND_CUDA, kernels, 0, seed);
-    RunResult graphs = train(BP_BACKEND_CUDA, kernels, 1, seed);
-    // The same kernels replayed: the costs are bit-identical too.
-    expect_same_training(graphs, plain, 0.0, "graphs on vs off");
-    // And they were replayed: the second epoch repeats the first's shapes,
-    // so every one of its steps comes from a graph.
-    ASSERT_GE(graphs.stats.size(), 11u);
-    EXPECT_EQ(graphs.stats[1].graph_replays, graphs.stats[1].steps);
-    EXPECT_EQ(graphs.stats[10].graph_replays, graphs.stats[10].steps) << "host-streamed epoch";
-    for (const bp_epoch_stats &st : plain.stats) EXPECT_EQ(st.graph_replays, 0);
+    for (const int *sizes : {kOddSizes, kQuadSizes}) {
+      SCOPED_TRACE(testing::Message() << kernels << ", widths " << sizes[0] << "-" << sizes[1]
+                                      << "-" << sizes[2] << "-" << sizes[3]);
+      RunResult plain = train(BP_BACKEND_CUDA, kernels, 0, seed, sizes);
+      RunResult graphs = train(BP_BACKEND_CUDA, kernels, 1, seed, sizes);
+      // The same kernels replayed: the costs are bit-identical too.
+      expect_same_training(graphs, plain, 0.0, "graphs on vs off");
+      // And they were replayed: the second epoch repeats the first's shapes,
+      // so every one of its steps comes from a graph.
+      ASSERT_GE(graphs.stats.size(), 11u);
+      EXPECT_EQ(graphs.stats[1].graph_replays, graphs.stats[1].steps);
+      EXPECT_EQ(graphs.stats[10].graph_replays, graphs.stats[10].steps) << "host-streamed epoch";
+      for (const bp_epoch_stats &st : plain.stats) EXPECT_EQ(st.graph_replays, 0);
+    }
   }
 }
 
@@ -232,6 +241,11 @@ TEST(ExecutionPaths, CudaFusedKernelsTrainAsTheReference) {
   if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   const uint64_t seed = tu::fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
+  for (const int *sizes : {kQuadSizes}) {  // the float4 instances
+    RunResult reference4 = train(BP_BACKEND_CUDA, "reference", 0, seed, sizes);
+    RunResult fused4 = train(BP_BACKEND_CUDA, "fused", 0, seed, sizes);
+    expect_same_training(fused4, reference4, 1e-6, "fused vs reference, widths 32-64-48-8");
+  }
   RunResult reference = train(BP_BACKEND_CUDA, "reference", 0, seed);
   RunResult fused = train(BP_BACKEND_CUDA, "fused", 0, seed);
   expect_same_training(fused, reference, 1e-6, "fused vs reference");

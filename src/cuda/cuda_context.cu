@@ -6,6 +6,8 @@
 
 /* ---- Context ---------------------------------------------------------------- */
 
+#define BLAS_WORKSPACE_BYTES ((size_t)32 << 20)
+
 extern "C" int bp_cuda_count_devices(void) {
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
@@ -27,6 +29,7 @@ static void destroy_state(cuda_context *cc) {
   if (cc->work_done != NULL) (void)cudaEventDestroy(cc->work_done);
   if (cc->caller_ready != NULL) (void)cudaEventDestroy(cc->caller_ready);
   if (cc->blas != NULL) (void)cublasDestroy(cc->blas);
+  cuda_device_free_quiet(cc->blas_workspace);
   if (cc->stream != NULL) (void)cudaStreamDestroy(cc->stream);
   (void)cudaGetLastError();
   free(cc);
@@ -55,6 +58,16 @@ extern "C" bp_status bp_cuda_context_init(bp_context *ctx) {
   BP_CUDA_CHECK_GOTO(ctx, cudaStreamCreateWithFlags(&cc->stream, cudaStreamNonBlocking), st, fail);
   BP_CUBLAS_CHECK_GOTO(ctx, cublasCreate(&cc->blas), st, fail);
   BP_CUBLAS_CHECK_GOTO(ctx, cublasSetStream(cc->blas, cc->stream), st, fail);
+  /* A workspace of the handle's own, set after cublasSetStream (which
+   * resets it to the default pool): without one, cuBLAS takes scratch from
+   * cudaMallocAsync, which inside a CUDA graph capture becomes an
+   * allocation node of each graph. With it, captured and uncaptured
+   * products see the same workspace. 32 MiB is the size NVIDIA's cuBLAS
+   * guide gives for Hopper. */
+  st = DEVICE_ALLOC(ctx, &cc->blas_workspace, BLAS_WORKSPACE_BYTES, "the cuBLAS workspace");
+  if (st != BP_OK) goto fail;
+  BP_CUBLAS_CHECK_GOTO(
+      ctx, cublasSetWorkspace(cc->blas, cc->blas_workspace, BLAS_WORKSPACE_BYTES), st, fail);
   /* No TF32 or other reduced-precision shortcuts: float32 products as the CPU
    * computes them, so the backends agree to float32 rounding. */
   BP_CUBLAS_CHECK_GOTO(ctx, cublasSetMathMode(cc->blas, CUBLAS_PEDANTIC_MATH), st, fail);

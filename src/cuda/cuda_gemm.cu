@@ -266,6 +266,21 @@ static int address_alignment(const void *p) {
 /* Creates the descriptor, layouts and algorithm of a plan. A failure to
  * allocate is reported; anything else that keeps cuBLASLt from running the
  * product leaves use_lt = 0 (the cuBLAS path). */
+/* In make_plan: a cuBLASLt call that refuses the request (NOT_SUPPORTED,
+ * INVALID_VALUE) sends the product to the cuBLAS path (no_lt); any other
+ * failure (an allocation) is reported (fail). */
+#define LT_TRY(call)                                                        \
+  do {                                                                      \
+    cublasStatus_t lt_status_ = (call);                                     \
+    if (lt_status_ == CUBLAS_STATUS_NOT_SUPPORTED ||                        \
+        lt_status_ == CUBLAS_STATUS_INVALID_VALUE)                          \
+      goto no_lt;                                                           \
+    if (lt_status_ != CUBLAS_STATUS_SUCCESS) {                              \
+      st = bp_cublas_fail(ctx, lt_status_, #call, __FILE__, __LINE__);     \
+      goto fail;                                                            \
+    }                                                                       \
+  } while (0)
+
 static bp_status make_plan(bp_network *net, gemm_state *gs, gemm_plan *p) {
   bp_context *ctx = net->ctx;
   const gemm_key *key = &p->key;
@@ -291,50 +306,30 @@ static bp_status make_plan(bp_network *net, gemm_state *gs, gemm_plan *p) {
   int found = 0;
   cublasStatus_t hs;
 
-  BP_CUBLAS_CHECK_GOTO(ctx, cublasLtMatmulDescCreate(&p->desc, compute, CUDA_R_32F), st, fail);
-  BP_CUBLAS_CHECK_GOTO(ctx,
-                       cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta32,
-                                                      sizeof ta32),
-                       st, fail);
-  BP_CUBLAS_CHECK_GOTO(ctx,
-                       cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb32,
-                                                      sizeof tb32),
-                       st, fail);
-  BP_CUBLAS_CHECK_GOTO(ctx, cublasLtMatrixLayoutCreate(&p->a, in_type, a_rows, a_cols, key->lda),
-                       st, fail);
-  BP_CUBLAS_CHECK_GOTO(ctx, cublasLtMatrixLayoutCreate(&p->b, in_type, b_rows, b_cols, key->ldb),
-                       st, fail);
-  BP_CUBLAS_CHECK_GOTO(ctx,
-                       cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, (uint64_t)key->m,
-                                                  (uint64_t)key->n, key->ldc),
-                       st, fail);
-  BP_CUBLAS_CHECK_GOTO(ctx, cublasLtMatmulPreferenceCreate(&pref), st, fail);
-  BP_CUBLAS_CHECK_GOTO(ctx,
-                       cublasLtMatmulPreferenceSetAttribute(
-                           pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof ws_bytes),
-                       st, fail);
-  BP_CUBLAS_CHECK_GOTO(ctx,
-                       cublasLtMatmulPreferenceSetAttribute(
-                           pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask, sizeof mask),
-                       st, fail);
+  LT_TRY(cublasLtMatmulDescCreate(&p->desc, compute, CUDA_R_32F));
+  LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta32,
+                                                      sizeof ta32));
+  LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb32,
+                                                      sizeof tb32));
+  LT_TRY(cublasLtMatrixLayoutCreate(&p->a, in_type, a_rows, a_cols, key->lda));
+  LT_TRY(cublasLtMatrixLayoutCreate(&p->b, in_type, b_rows, b_cols, key->ldb));
+  LT_TRY(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, (uint64_t)key->m,
+                                                  (uint64_t)key->n, key->ldc));
+  LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+  LT_TRY(cublasLtMatmulPreferenceSetAttribute(
+                           pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof ws_bytes));
+  LT_TRY(cublasLtMatmulPreferenceSetAttribute(
+                           pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask, sizeof mask));
   /* The operands' actual alignments (the default assumes 256 bytes; a
    * layer's weights inside the parameter buffer are often less aligned). */
-  BP_CUBLAS_CHECK_GOTO(ctx,
-                       cublasLtMatmulPreferenceSetAttribute(
-                           pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a),
-                       st, fail);
-  BP_CUBLAS_CHECK_GOTO(ctx,
-                       cublasLtMatmulPreferenceSetAttribute(
-                           pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b),
-                       st, fail);
-  BP_CUBLAS_CHECK_GOTO(ctx,
-                       cublasLtMatmulPreferenceSetAttribute(
-                           pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c),
-                       st, fail);
-  BP_CUBLAS_CHECK_GOTO(ctx,
-                       cublasLtMatmulPreferenceSetAttribute(
-                           pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c),
-                       st, fail);
+  LT_TRY(cublasLtMatmulPreferenceSetAttribute(
+                           pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+  LT_TRY(cublasLtMatmulPreferenceSetAttribute(
+                           pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+  LT_TRY(cublasLtMatmulPreferenceSetAttribute(
+                           pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
+  LT_TRY(cublasLtMatmulPreferenceSetAttribute(
+                           pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
   memset(&result, 0, sizeof result);
   hs = cublasLtMatmulAlgoGetHeuristic(gs->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1, &result,
                                       &found);
@@ -352,6 +347,11 @@ static bp_status make_plan(bp_network *net, gemm_state *gs, gemm_plan *p) {
   }
   (void)cublasLtMatmulPreferenceDestroy(pref);
   return BP_OK;
+no_lt:
+  /* cuBLASLt does not take this product as described (a compute type or an
+   * attribute it refuses, e.g. pedantic FP32 in some version): not an error
+   * of the product, which takes the cuBLAS path from now on. */
+  st = BP_OK;
 fail:
   if (pref != NULL) (void)cublasLtMatmulPreferenceDestroy(pref);
   {
@@ -359,7 +359,7 @@ fail:
     destroy_plan(p);
     p->key = keep;
   }
-  return st;
+  return st; /* BP_OK from no_lt: use_lt is 0 */
 }
 
 /* The plan for key: found, or made and appended. */
@@ -446,4 +446,12 @@ bp_status cuda_gemm(bp_network *net, cublasOperation_t ta, cublasOperation_t tb,
     }
   }
   return cublas_product(net, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, C, ldc);
+}
+
+extern "C" int bp_cuda_debug_lt_plans(const bp_network *net) {
+  const gemm_state *gs = gemm_of(net);
+  int count = 0;
+  if (gs != NULL)
+    for (int i = 0; i < gs->n_plans; ++i) count += gs->plans[i].use_lt;
+  return count;
 }

@@ -28,6 +28,7 @@
 typedef struct cuda_context {
   cudaStream_t stream;
   cublasHandle_t blas;
+  void *blas_workspace; /* the handle's fixed workspace (cublasSetWorkspace) */
   /* Device-pointer calls (cuda_device_api.cu): caller_ready is recorded on
    * the caller's stream and waited on by `stream`; work_done is recorded on
    * `stream` after the work and waited on by the caller's stream. */

@@ -162,6 +162,7 @@ typedef struct graph_key {
 
 typedef struct graph_slot {
   int used;
+  int uncapturable;     /* its capture failed: the key always runs uncaptured */
   graph_key key;
   cudaGraphExec_t exec; /* NULL: seen once, not captured yet */
 } graph_slot;
@@ -215,9 +216,11 @@ static bp_status run_graphed(bp_network *net, const graph_key *key, queue_fn que
       slot->exec = NULL;
     }
     slot->used = 1;
+    slot->uncapturable = 0;
     slot->key = *key;
     return queue(net, arg);
   }
+  if (slot->uncapturable) return queue(net, arg);
   if (slot->exec == NULL) { /* second sight: capture */
     cudaGraph_t graph = NULL;
     BP_CUDA_CHECK(ctx, cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
@@ -234,9 +237,16 @@ static bp_status run_graphed(bp_network *net, const graph_key *key, queue_fn que
     }
     if (graph != NULL) (void)cudaGraphDestroy(graph);
     if (st != BP_OK) {
+      /* Nothing of the captured work ran. A sticky fault ends here; any
+       * other failure of the capture leaves this key uncaptured for good and
+       * runs the step as it is, so a graph that cannot be made costs speed,
+       * never a result (bp_epoch_stats.graph_replays shows it). */
+      if (ctx->failed) return st;
       (void)cudaGetLastError();
-      slot->used = 0;
-      return st;
+      bp_clear_error(ctx);
+      slot->exec = NULL;
+      slot->uncapturable = 1;
+      return queue(net, arg);
     }
   }
   BP_CUDA_CHECK(ctx, cudaGraphLaunch(slot->exec, stream));
