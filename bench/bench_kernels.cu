@@ -468,6 +468,22 @@ class Sgd : public KernelBench {
   }
 };
 
+/* Both gathers: column k of x and y must be column perm[k] of X and Y,
+ * exactly. */
+static Check check_gathered(const std::vector<float> &X, const std::vector<float> &Y,
+                            const std::vector<int32_t> &perm, const std::vector<float> &x,
+                            const std::vector<float> &y, int n_in, int n_out, int bn) {
+  Check ck;
+  for (size_t k = 0; k < (size_t)bn; ++k) {
+    size_t src = (size_t)perm[k];
+    for (size_t j = 0; j < (size_t)n_in; ++j)
+      ck.value("x", j + k * n_in, x[j + k * n_in], X[j + src * n_in], 0.0, 0.0);
+    for (size_t j = 0; j < (size_t)n_out; ++j)
+      ck.value("y", j + k * n_out, y[j + k * n_out], Y[j + src * n_out], 0.0, 0.0);
+  }
+  return ck;
+}
+
 /* Mini-batch gather: x column k = X column perm[k] (and y from Y). Reads and
  * writes each gathered element once, reads the permutation. */
 class Gather : public KernelBench {
@@ -504,17 +520,8 @@ class Gather : public KernelBench {
     auto perm = to_host(s.get<int32_t>(2), (size_t)bn);
     launch(s, st);
     cudaCheck(cudaStreamSynchronize(st));
-    auto x = to_host(s.get<float>(3), cx);
-    auto y = to_host(s.get<float>(4), cy);
-    Check ck;
-    for (size_t k = 0; k < (size_t)bn; ++k) {
-      size_t src = (size_t)perm[k];
-      for (size_t j = 0; j < (size_t)n_in; ++j)
-        ck.value("x", j + k * n_in, x[j + k * n_in], X[j + src * n_in], 0.0, 0.0);
-      for (size_t j = 0; j < (size_t)n_out; ++j)
-        ck.value("y", j + k * n_out, y[j + k * n_out], Y[j + src * n_out], 0.0, 0.0);
-    }
-    return ck;
+    return check_gathered(X, Y, perm, to_host(s.get<float>(3), cx), to_host(s.get<float>(4), cy),
+                          n_in, n_out, bn);
   }
 };
 
@@ -746,17 +753,8 @@ class GatherAt : public KernelBench {
     auto perm = to_host(s.get<int32_t>(2), (size_t)bn);
     launch(s, st);
     cudaCheck(cudaStreamSynchronize(st));
-    auto x = to_host(s.get<float>(3), cx);
-    auto y = to_host(s.get<float>(4), cy);
-    Check ck;
-    for (size_t k = 0; k < (size_t)bn; ++k) {
-      size_t src = (size_t)perm[k];
-      for (size_t j = 0; j < (size_t)n_in; ++j)
-        ck.value("x", j + k * n_in, x[j + k * n_in], X[j + src * n_in], 0.0, 0.0);
-      for (size_t j = 0; j < (size_t)n_out; ++j)
-        ck.value("y", j + k * n_out, y[j + k * n_out], Y[j + src * n_out], 0.0, 0.0);
-    }
-    return ck;
+    return check_gathered(X, Y, perm, to_host(s.get<float>(3), cx), to_host(s.get<float>(4), cy),
+                          n_in, n_out, bn);
   }
 };
 
