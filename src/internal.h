@@ -203,6 +203,19 @@ bp_status bp_cuda_debug_fault(bp_context *ctx);
 int bp_cuda_debug_lt_plans(const bp_network *net);
 #endif
 
+/* The largest operand any product of net reads at batch n: a weight matrix
+ * (s[i] x s[i+1]) or a batch of activations or errors (at most
+ * max_width x n). Both backends size their reduced-precision operand
+ * scratch with it. */
+static inline size_t bp_largest_operand(const bp_network *net, int n) {
+  size_t most = (size_t)net->max_width * (size_t)n;
+  for (int i = 0; i < net->n_layers; ++i) {
+    size_t w = (size_t)net->sizes[i] * (size_t)net->sizes[i + 1];
+    if (w > most) most = w;
+  }
+  return most;
+}
+
 /* Evaluate's accuracy rule for one example, shared by both backends'
  * references: out and y have `width` entries. */
 static inline int bp_example_correct(const float *out, const float *y, int width, size_t stride) {

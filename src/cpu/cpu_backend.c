@@ -119,22 +119,10 @@ fail:
   return st;
 }
 
-/* The largest operand any product reads at batch n: a weight matrix
- * (s[i] x s[i+1]) or a batch of activations or errors (at most
- * max_width x n). The CUDA backend sizes its bfloat16 scratch the same way. */
-static size_t largest_operand(const bp_network *net, int n) {
-  size_t most = (size_t)net->max_width * (size_t)n;
-  for (int i = 0; i < net->n_layers; ++i) {
-    size_t w = (size_t)net->sizes[i] * (size_t)net->sizes[i + 1];
-    if (w > most) most = w;
-  }
-  return most;
-}
-
 /* Room for the rounded operands at the workspace's capacity. */
 static bp_status ensure_round_scratch(bp_network *net) {
   cpu_net *c = net->impl;
-  const size_t need = largest_operand(net, c->cap);
+  const size_t need = bp_largest_operand(net, c->cap);
   if (need <= c->round_count) return BP_OK;
   float *a = cpu_alloc(net->ctx, need, sizeof(float), "rounded operands");
   float *b = a ? cpu_alloc(net->ctx, need, sizeof(float), "rounded operands") : NULL;

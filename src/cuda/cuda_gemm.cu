@@ -130,25 +130,13 @@ void cuda_gemm_free(bp_network *net) {
   net_state(net)->gemm = NULL;
 }
 
-/* The largest operand any product of the network reads at batch n: a weight
- * matrix (s[i] x s[i+1]) or a batch-sized matrix of activations or errors
- * (at most max_width x n). */
-static size_t largest_operand(const bp_network *net, int n) {
-  size_t most = (size_t)net->max_width * (size_t)n;
-  for (int i = 0; i < net->n_layers; ++i) {
-    size_t w = (size_t)net->sizes[i] * (size_t)net->sizes[i + 1];
-    if (w > most) most = w;
-  }
-  return most;
-}
-
 /* Grow-only, like the workspace. Reserved in every mode, so that switching
  * to BF16 later never allocates; the cost is one float32 buffer's worth of
  * the largest operand (two bfloat16 buffers). */
 bp_status cuda_gemm_reserve(bp_network *net, int n) {
   bp_context *ctx = net->ctx;
   gemm_state *gs = gemm_of(net);
-  const size_t need = largest_operand(net, n);
+  const size_t need = bp_largest_operand(net, n);
   if (need <= gs->bf16_count) return BP_OK;
   uint16_t *fresh[2] = {NULL, NULL};
   bp_status st = DEVICE_ALLOC(ctx, &fresh[0], need * sizeof(uint16_t), "bfloat16 operand scratch");
