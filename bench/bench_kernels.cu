@@ -487,6 +487,7 @@ static Check check_gathered(const std::vector<float> &X, const std::vector<float
 /* Mini-batch gather: x column k = X column perm[k] (and y from Y). Reads and
  * writes each gathered element once, reads the permutation. */
 class Gather : public KernelBench {
+ protected:
   int n_in = 0, n_out = 0, bn = 0;
 
  public:
@@ -714,47 +715,23 @@ class HiddenErrorFused : public KernelBench {
   }
 };
 
-/* The one-launch gather with its offset on the device (graphs). */
-class GatherAt : public KernelBench {
-  int n_in = 0, n_out = 0, bn = 0;
-
+/* The one-launch gather with its offset on the device (graphs): the same
+ * problem, bytes and check as Gather, one more buffer (the offset). */
+class GatherAt : public Gather {
  public:
   const char *name() const override { return "gather_at"; }
   const char *traffic() const override {
     return "read X, Y columns, write x, y (8 B/elem) + perm; one launch for both";
   }
-  void plan(size_t t, const Options &o) override {
-    n_in = o.in_width;
-    n_out = o.out_width;
-    bn = (int)at_least_1(t / (8 * (size_t)(n_in + n_out) + 4));
-  }
-  std::string dims() const override {
-    return std::to_string(n_in) + "+" + std::to_string(n_out) + " x " + std::to_string(bn);
-  }
-  size_t bytes() const override { return 8 * (size_t)(n_in + n_out) * bn + 4 * (size_t)bn; }
   std::vector<BufSpec> buffers() const override {
-    size_t cx = (size_t)n_in * bn, cy = (size_t)n_out * bn;
-    return {{"X", cx, 4, Init::Uniform, 0.f, 1.f},
-            {"Y", cy, 4, Init::Uniform, 0.f, 1.f},
-            {"perm", (size_t)bn, 4, Init::Perm, 0, 0},
-            {"x", cx, 4, Init::Poison, 0, 0},
-            {"y", cy, 4, Init::Poison, 0, 0},
-            {"start", 1, 4, Init::Zero, 0, 0}};
+    std::vector<BufSpec> b = Gather::buffers();
+    b.push_back({"start", 1, 4, Init::Zero, 0, 0});
+    return b;
   }
   void launch(const Set &s, cudaStream_t st) override {
     cudaCheck(bp_launch_gather_at(s.get<float>(0), s.get<float>(1), n_in, n_out,
                                   s.get<int32_t>(2), s.get<int>(5), bn, s.get<float>(3),
                                   s.get<float>(4), st));
-  }
-  Check validate(const Set &s, cudaStream_t st) override {
-    size_t cx = (size_t)n_in * bn, cy = (size_t)n_out * bn;
-    auto X = to_host(s.get<float>(0), cx);
-    auto Y = to_host(s.get<float>(1), cy);
-    auto perm = to_host(s.get<int32_t>(2), (size_t)bn);
-    launch(s, st);
-    cudaCheck(cudaStreamSynchronize(st));
-    return check_gathered(X, Y, perm, to_host(s.get<float>(3), cx), to_host(s.get<float>(4), cy),
-                          n_in, n_out, bn);
   }
 };
 
