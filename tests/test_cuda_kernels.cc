@@ -18,6 +18,12 @@
 //
 // Seeds are fresh per run (std::random_device) unless BP_TEST_SEED is set;
 // each failure prints the seed that reproduces it.
+//
+// The same file also builds as backprop_emu_tests (tests/emu): the kernel
+// sources run on the CPU, one fiber per CUDA thread, so every test here also
+// runs on machines without a GPU (ctest names them emu/CudaKernels.*), and
+// under ASan/UBSan in the sanitizer build. It checks the kernels' logic
+// (indexing, tiles, barriers, tickets, the order of sums), not the GPU.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime.h>
@@ -147,8 +153,15 @@ bool bit_identical(const std::vector<T> &a, const std::vector<T> &b) {
 struct Shape {
   int width, n;
 };
-// Not multiples of the block size; one element; a large one.
+// Not multiples of the block size; one element; a large one. Built as the
+// CPU emulation of the kernels (BP_KERNEL_EMULATION, tests/emu), where each
+// CUDA thread is a host thread, every list keeps its small shapes and trades
+// the large ones for moderate ones that still span several blocks and tiles.
+#ifdef BP_KERNEL_EMULATION
+const Shape kShapes[] = {{37, 1000}, {1, 1}, {64, 129}};
+#else
 const Shape kShapes[] = {{37, 1000}, {1, 1}, {1000, 3000}};
+#endif
 
 #define CUDA_OK(expr)                                                          \
   do {                                                                         \
@@ -259,7 +272,11 @@ TEST(CudaKernels, HiddenErrorInPlaceAndSeparate) {
 TEST(CudaKernels, SgdUpdateAndDeviceSideSkip) {
   if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   Stream stream;
+#ifdef BP_KERNEL_EMULATION
+  const size_t counts[] = {1, 37000, 300000 + 17};
+#else
   const size_t counts[] = {1, 37000, 3000000 + 17};
+#endif
   for (size_t count : counts) {
     const uint64_t seed = test_seed(401 + count);
     SCOPED_TRACE(testing::Message() << "count " << count << ", seed " << seed);
@@ -310,8 +327,13 @@ TEST(CudaKernels, GatherColumnsByPermutation) {
   struct Case {
     int n_in, n_out, n_total, start, bn;
   };
+#ifdef BP_KERNEL_EMULATION
+  const Case cases[] = {
+      {37, 10, 1000, 123, 500}, {1, 1, 1, 0, 1}, {100, 3, 300, 0, 300}, {5, 2, 777, 700, 77}};
+#else
   const Case cases[] = {
       {37, 10, 1000, 123, 500}, {1, 1, 1, 0, 1}, {1000, 3, 3000, 0, 3000}, {5, 2, 777, 700, 77}};
+#endif
   for (const Case &c : cases) {
     const uint64_t seed = test_seed(501 + c.n_in + c.start);
     SCOPED_TRACE(testing::Message()
@@ -352,7 +374,11 @@ TEST(CudaKernels, BiasGradientMatchesDoubleSumAndIsDeterministic) {
   Stream stream;
   // Beyond kShapes: many column chunks (n >> 128), and n past the point where
   // the chunk width must grow to keep the grid's y dimension <= 65535.
+#ifdef BP_KERNEL_EMULATION
+  const Shape shapes[] = {{37, 1000}, {1, 1}, {64, 129}, {3, 2003}};
+#else
   const Shape shapes[] = {{37, 1000}, {1, 1}, {1000, 3000}, {3, 100003}, {1, 9000001}};
+#endif
   for (const Shape &s : shapes) {
     const uint64_t seed = test_seed(601 + s.width + s.n);
     SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
@@ -400,7 +426,11 @@ TEST(CudaKernels, BiasGradientMatchesDoubleSumAndIsDeterministic) {
 TEST(CudaKernels, CostMatchesDoubleSumAndIsDeterministic) {
   if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   Stream stream;
+#ifdef BP_KERNEL_EMULATION
+  const Shape shapes[] = {{37, 1000}, {1, 1}, {64, 129}, {10, 601}};
+#else
   const Shape shapes[] = {{37, 1000}, {1, 1}, {1000, 3000}, {10, 60001}};
+#endif
   for (const Shape &s : shapes) {
     const uint64_t seed = test_seed(701 + s.width + s.n);
     SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
@@ -478,7 +508,11 @@ TEST(CudaKernels, CostMatchesDoubleSumAndIsDeterministic) {
 TEST(CudaKernels, AccuracyCountMatchesExampleRule) {
   if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   Stream stream;
+#ifdef BP_KERNEL_EMULATION
+  const Shape shapes[] = {{37, 1000}, {1, 1}, {1, 1001}, {10, 3007}, {64, 129}};
+#else
   const Shape shapes[] = {{37, 1000}, {1, 1}, {1, 1001}, {10, 300007}, {1000, 3000}};
+#endif
   for (const Shape &s : shapes) {
     const uint64_t seed = test_seed(801 + s.width + s.n);
     SCOPED_TRACE(testing::Message() << "width " << s.width << ", n " << s.n << ", seed " << seed);
@@ -548,8 +582,13 @@ TEST(CudaKernels, BadArgumentsLaunchNothing) {
 // a chunk width that grows (n past 65535 * 128), batch 1; widths that are
 // multiples of 4 take the float4 path (1000, 64, 4, 1024), the others the
 // scalar one.
+#ifdef BP_KERNEL_EMULATION
+const Shape kFusedShapes[] = {{37, 1000}, {1, 1},    {64, 129}, {10, 4096},
+                              {3, 2003},  {64, 513}, {4, 3},    {1024, 9}};
+#else
 const Shape kFusedShapes[] = {{37, 1000}, {1, 1},    {1000, 3000}, {10, 4096},  {3, 100003},
                               {1, 9000001}, {64, 513}, {4, 3},       {1024, 129}};
+#endif
 
 TEST(CudaKernels, FusedBiasSigmoidInPlaceMatchesReference) {
   if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
