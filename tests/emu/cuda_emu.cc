@@ -9,7 +9,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <typeindex>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -58,7 +61,8 @@ struct Scheduler {
 #endif
 };
 
-Scheduler *g_sched = nullptr;  // the running launch (launches do not nest)
+thread_local Scheduler *g_sched = nullptr;
+thread_local bool g_barrier_seen = false;  // the running grid reached __syncthreads  // the running launch (launches do not nest)
 
 #if BP_EMU_ASAN
 // AddressSanitizer must be told about every stack switch.
@@ -108,6 +112,7 @@ __attribute__((noinline)) void start_fiber(Fiber &f, char *stack) {
 }  // namespace
 
 int sync_block_count(int pred) {
+  g_barrier_seen = true;
   Scheduler &s = *g_sched;
   Fiber &f = s.fibers[(size_t)s.current];
   f.pred = pred;
@@ -118,15 +123,66 @@ int sync_block_count(int pred) {
 
 void sync_block() { (void)sync_block_count(0); }
 
+static void run_grid(const config &c, const std::function<void()> &body);
+static void run_grid_on_fibers(const config &c, const std::function<void()> &body);
+
 void launch(const config &c, const std::function<void()> &body) {
+  stream_op(c.stream, [c, body] { run_grid(c, body); });
+}
+
+// Whether a kernel ever reached __syncthreads, per launch site (the type of
+// its closure). One that never did runs its threads as plain calls, one
+// after another: no fibers, no context switches. The first launch of a site
+// always runs on fibers, and a site that uses a barrier stays on them.
+std::mutex g_sites_mutex;
+std::map<std::type_index, bool> g_site_uses_barrier;
+
+// Kernels keep their shared memory in function-local statics (cuda_emu.h),
+// so two host threads must not run grids at the same time.
+std::mutex g_grid_mutex;
+
+static void run_grid(const config &c, const std::function<void()> &body) {
   if (g_sched != nullptr) {
     std::fprintf(stderr, "cuda_emu: a launch from inside a kernel is not supported\n");
     std::abort();
   }
+  std::lock_guard<std::mutex> grid_lock(g_grid_mutex);
+  const std::type_index site(body.target_type());
+  bool known = false, barrier = true;
+  {
+    std::lock_guard<std::mutex> lock(g_sites_mutex);
+    auto it = g_site_uses_barrier.find(site);
+    if (it != g_site_uses_barrier.end()) {
+      known = true;
+      barrier = it->second;
+    }
+  }
+  if (known && !barrier) {
+    blockDim = c.block;
+    gridDim = c.grid;
+    const unsigned bx = c.block.x, by = c.block.y, n = bx * by * c.block.z;
+    for (unsigned z = 0; z < c.grid.z; ++z)
+      for (unsigned y = 0; y < c.grid.y; ++y)
+        for (unsigned x = 0; x < c.grid.x; ++x) {
+          blockIdx = uint3{x, y, z};
+          for (unsigned t = 0; t < n; ++t) {
+            threadIdx = uint3{t % bx, (t / bx) % by, t / (bx * by)};
+            body();
+          }
+        }
+    return;
+  }
+  g_barrier_seen = false;
+  run_grid_on_fibers(c, body);
+  std::lock_guard<std::mutex> lock(g_sites_mutex);
+  g_site_uses_barrier[site] = g_barrier_seen;
+}
+
+static void run_grid_on_fibers(const config &c, const std::function<void()> &body) {
   const unsigned bx = c.block.x, by = c.block.y, bz = c.block.z;
   const unsigned n = bx * by * bz;
   // Stacks are kept from launch to launch.
-  static std::vector<std::unique_ptr<char[]>> stacks;
+  static thread_local std::vector<std::unique_ptr<char[]>> stacks;
   while (stacks.size() < n) stacks.emplace_back(new char[kStackBytes]);
   Scheduler s;
   s.fibers.resize(n);
@@ -169,40 +225,3 @@ void launch(const config &c, const std::function<void()> &body) {
 
 }  // namespace bp_emu
 
-// ---- The CUDA runtime calls of the kernel tests, on host memory -------------------
-
-extern "C" {
-
-cudaError_t cudaMalloc(void **p, size_t bytes) {
-  *p = std::malloc(bytes ? bytes : 1);
-  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
-}
-cudaError_t cudaFree(void *p) {
-  std::free(p);
-  return cudaSuccess;
-}
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind) {
-  std::memcpy(dst, src, bytes);
-  return cudaSuccess;
-}
-cudaError_t cudaMemset(void *p, int value, size_t bytes) {
-  std::memset(p, value, bytes);
-  return cudaSuccess;
-}
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
-  *s = nullptr;  // launches are synchronous: any stream is the same stream
-  return cudaSuccess;
-}
-cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaGetLastError(void) { return cudaSuccess; }
-const char *cudaGetErrorString(cudaError_t err) {
-  return err == cudaSuccess ? "no error (emulated)" : "error (emulated)";
-}
-
-// The kernel tests ask the library whether a device is there; here the
-// emulation is the device.
-int bp_cuda_device_count(void) { return 1; }
-
-}  // extern "C"

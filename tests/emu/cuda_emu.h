@@ -55,15 +55,19 @@ namespace bp_emu {
 
 struct config {
   dim3 grid, block;
+  cudaStream_t stream;
 };
 inline config make_config(dim3 grid, dim3 block, size_t shmem = 0, cudaStream_t stream = nullptr) {
   (void)shmem;
-  (void)stream;
-  return config{grid, block};
+  return config{grid, block, stream};
 }
 
-/* Runs body as every thread of every block of c; returns when all are done. */
+/* Runs body as every thread of every block of c and returns when all are
+ * done; or, when c.stream is being captured into a graph (cudart_emu.cc),
+ * records the launch for the graph's replays. */
 void launch(const config &c, const std::function<void()> &body);
+/* Runs (or, in capture, records) one host operation of a stream. */
+void stream_op(cudaStream_t stream, const std::function<void()> &op);
 
 /* The calling emulated thread's block barrier; count: the barrier's sum of
  * pred over the block (for __syncthreads_count). */
@@ -72,8 +76,10 @@ int sync_block_count(int pred);
 
 }  // namespace bp_emu
 
+/* The arguments are copied into the closure, as a launch copies them: a
+ * captured launch replays later, after the caller's locals are gone. */
 #define BP_EMU_LAUNCH(cfg, kernel, ...) \
-  ::bp_emu::launch(::bp_emu::make_config cfg, [&]() { kernel(__VA_ARGS__); })
+  ::bp_emu::launch(::bp_emu::make_config cfg, [=]() { kernel(__VA_ARGS__); })
 
 inline void __syncthreads() { ::bp_emu::sync_block(); }
 inline int __syncthreads_count(int pred) { return ::bp_emu::sync_block_count(pred); }
