@@ -19,21 +19,6 @@ struct Shape {
   bool full_fd;  // finite differences over every parameter (else a sample)
 };
 
-// Library gradients (float32) of the batch's mean cost.
-ref::Grads library_grads(bp_network *net, const std::vector<float> &X,
-                         const std::vector<float> &Y, int n, float *cost) {
-  EXPECT_EQ(bp_backward(net, X.data(), Y.data(), n, cost), BP_OK)
-      << bp_context_last_error(bp_network_context(net));
-  ref::Grads g;
-  for (int i = 0; i < bp_network_n_layers(net); ++i) {
-    std::vector<float> dW((size_t)bp_network_size(net, i) * bp_network_size(net, i + 1), NAN);
-    std::vector<float> db(bp_network_size(net, i + 1), NAN);
-    EXPECT_EQ(bp_network_get_gradient(net, i, dW.data(), db.data()), BP_OK);
-    g.dW.emplace_back(dW.begin(), dW.end());
-    g.db.emplace_back(db.begin(), db.end());
-  }
-  return g;
-}
 
 double max_abs(const ref::Grads &g) {
   double m = 0;
@@ -122,7 +107,7 @@ TEST_P(Gradients, MatchDoublePrecisionChainRuleAndFiniteDifferences) {
     auto X = ref::random_vector((size_t)s.n * s.sizes[0], seed + 1);
     auto Y = ref::random_vector((size_t)s.n * sL, seed + 2, 0.0f, 1.0f);
     float cost = NAN;
-    ref::Grads got = library_grads(net, X, Y, s.n, &cost);
+    ref::Grads got = ref::library_grads(net, X, Y, s.n, &cost);
     ref::Net r = ref::from_network(net);
     auto Xd = ref::to_double(X), Yd = ref::to_double(Y);
     EXPECT_LT(ref::rel_err(cost, ref::cost(r, Xd, Yd, s.n)), 1e-5);
@@ -170,7 +155,7 @@ TEST_P(Gradients, BatchGradientIsTheMeanOfPerExampleGradients) {
   auto X = ref::random_vector(n * 6, seed + 1);
   auto Y = ref::random_vector(n * 4, seed + 2, 0.0f, 1.0f);
   float batch_cost = 0;
-  ref::Grads batch = library_grads(net, X, Y, n, &batch_cost);
+  ref::Grads batch = ref::library_grads(net, X, Y, n, &batch_cost);
   ref::Grads mean = batch;
   for (auto &v : mean.dW) std::fill(v.begin(), v.end(), 0.0);
   for (auto &v : mean.db) std::fill(v.begin(), v.end(), 0.0);
@@ -179,7 +164,7 @@ TEST_P(Gradients, BatchGradientIsTheMeanOfPerExampleGradients) {
     std::vector<float> x(X.begin() + e * 6, X.begin() + (e + 1) * 6);
     std::vector<float> y(Y.begin() + e * 4, Y.begin() + (e + 1) * 4);
     float c = 0;
-    ref::Grads one = library_grads(net, x, y, 1, &c);
+    ref::Grads one = ref::library_grads(net, x, y, 1, &c);
     cost_mean += (double)c / n;
     for (size_t i = 0; i < one.dW.size(); ++i) {
       for (size_t k = 0; k < one.dW[i].size(); ++k) mean.dW[i][k] += one.dW[i][k] / n;

@@ -135,20 +135,6 @@ std::vector<const char *> gemm_impls(bp_backend backend) {
   return {nullptr};
 }
 
-ref::Grads library_grads(bp_network *net, const std::vector<float> &X,
-                         const std::vector<float> &Y, int n, float *cost) {
-  EXPECT_EQ(bp_backward(net, X.data(), Y.data(), n, cost), BP_OK)
-      << bp_context_last_error(bp_network_context(net));
-  ref::Grads g;
-  for (int i = 0; i < bp_network_n_layers(net); ++i) {
-    std::vector<float> dW((size_t)bp_network_size(net, i) * bp_network_size(net, i + 1), NAN);
-    std::vector<float> db(bp_network_size(net, i + 1), NAN);
-    EXPECT_EQ(bp_network_get_gradient(net, i, dW.data(), db.data()), BP_OK);
-    g.dW.emplace_back(dW.begin(), dW.end());
-    g.db.emplace_back(db.begin(), db.end());
-  }
-  return g;
-}
 
 // ||a - b|| / ||b|| over one layer's dW and db together.
 double layer_rel_err(const ref::Grads &a, const ref::Grads &b, size_t i) {
@@ -453,7 +439,7 @@ TEST_P(MathModes, GradientsPerModeAgainstTheDoubleReference) {
         SCOPED_TRACE(bp_math_mode_name(m));
         if (!set_mode(net, m)) continue;
         float cost = NAN;
-        const ref::Grads got = library_grads(net, X, Y, s.n, &cost);
+        const ref::Grads got = ref::library_grads(net, X, Y, s.n, &cost);
 #ifdef BP_WITH_CUDA
         // BP_GEMM=lt must run on cuBLASLt, not only its cuBLAS fallback:
         // certain for the tensor-core modes on the large, aligned shape.
@@ -503,13 +489,13 @@ TEST_P(MathModes, ModeChangesTakeEffectAtTheNextCallAndFp32IsUntouched) {
     ASSERT_EQ(bp_network_create(ctx, 4, sizes, seed, &a.net), BP_OK);
     ASSERT_EQ(bp_network_create(ctx, 4, sizes, seed, &b.net), BP_OK);
     float ca = 0, cb = 0;
-    const ref::Grads ga = library_grads(a, X, Y, n, &ca);
+    const ref::Grads ga = ref::library_grads(a, X, Y, n, &ca);
     ref::Grads reduced[2];
     bool ran[2] = {false, false};
     const bp_math_mode others[2] = {BP_MATH_BF16, BP_MATH_TF32};
     for (int k = 0; k < 2; ++k) {
       if (!set_mode(b, others[k])) continue;
-      reduced[k] = library_grads(b, X, Y, n, &cb);
+      reduced[k] = ref::library_grads(b, X, Y, n, &cb);
       ran[k] = true;
       // TF32 on CUDA may run plain FP32 kernels for these small, unaligned
       // products (see GradientsPerModeAgainstTheDoubleReference).
@@ -518,12 +504,12 @@ TEST_P(MathModes, ModeChangesTakeEffectAtTheNextCallAndFp32IsUntouched) {
       }
     }
     ASSERT_TRUE(set_mode(b, BP_MATH_FP32));
-    const ref::Grads gb = library_grads(b, X, Y, n, &cb);
+    const ref::Grads gb = ref::library_grads(b, X, Y, n, &cb);
     EXPECT_TRUE(grads_identical(gb, ga)) << "FP32 after other modes differs from FP32";
     EXPECT_EQ(ca, cb);
     if (ran[0]) {
       ASSERT_TRUE(set_mode(b, BP_MATH_BF16));
-      EXPECT_TRUE(grads_identical(library_grads(b, X, Y, n, &cb), reduced[0]))
+      EXPECT_TRUE(grads_identical(ref::library_grads(b, X, Y, n, &cb), reduced[0]))
           << "BF16 again gives other gradients";
       ASSERT_TRUE(set_mode(b, BP_MATH_FP32));
     }
@@ -651,8 +637,8 @@ TEST(MathModeParity, CudaMatchesTheCpuInEveryMode) {
         ASSERT_EQ(bp_forward(b, X.data(), s.n, ob.data()), BP_OK) << bp_context_last_error(cuda);
         EXPECT_LT(vec_rel_err(ob, oa), m == BP_MATH_FP32 ? 1e-5 : tol) << "forward outputs";
         float ca = NAN, cb = NAN;
-        const ref::Grads ga = library_grads(a, X, Y, s.n, &ca);
-        const ref::Grads gb = library_grads(b, X, Y, s.n, &cb);
+        const ref::Grads ga = ref::library_grads(a, X, Y, s.n, &ca);
+        const ref::Grads gb = ref::library_grads(b, X, Y, s.n, &cb);
         EXPECT_LT(ref::rel_err(cb, ca), m == BP_MATH_FP32 ? 1e-5 : tol) << cb << " vs " << ca;
         for (int i = 0; i < L; ++i)
           EXPECT_LT(layer_rel_err(gb, ga, (size_t)i), tol) << "layer " << i << " gradient";

@@ -1,5 +1,7 @@
 #include "reference.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -134,6 +136,21 @@ std::vector<double> to_double(const std::vector<float> &v) { return {v.begin(), 
 
 double rel_err(double a, double b, double floor) {
   return std::fabs(a - b) / std::max({std::fabs(a), std::fabs(b), floor});
+}
+
+Grads library_grads(bp_network *net, const std::vector<float> &X, const std::vector<float> &Y,
+                    int n, float *cost) {
+  EXPECT_EQ(bp_backward(net, X.data(), Y.data(), n, cost), BP_OK)
+      << bp_context_last_error(bp_network_context(net));
+  Grads g;
+  for (int i = 0; i < bp_network_n_layers(net); ++i) {
+    std::vector<float> dW((size_t)bp_network_size(net, i) * bp_network_size(net, i + 1), NAN);
+    std::vector<float> db(bp_network_size(net, i + 1), NAN);
+    EXPECT_EQ(bp_network_get_gradient(net, i, dW.data(), db.data()), BP_OK);
+    g.dW.emplace_back(dW.begin(), dW.end());
+    g.db.emplace_back(db.begin(), db.end());
+  }
+  return g;
 }
 
 }  // namespace ref

@@ -22,6 +22,12 @@ struct Grads {
 
 // Copies the weights out of a library network (any backend).
 Net from_network(const bp_network *net);
+
+// The library's float32 gradients of the batch's mean cost (bp_backward, then
+// bp_network_get_gradient per layer), in the reference's shape. A failing
+// call is a test failure (gtest); *cost receives the batch cost.
+Grads library_grads(bp_network *net, const std::vector<float> &X, const std::vector<float> &Y,
+                    int n, float *cost);
 // Mean cost of the batch (X: n x s0, Y: n x sL row-major).
 double cost(const Net &net, const std::vector<double> &X, const std::vector<double> &Y, int n);
 // Outputs (n x sL row-major).
