@@ -1,7 +1,8 @@
 /*
  * bench_config.h - what bench_step and bench_stream share: a configuration
- * (layer sizes and batch, written "784-100-10@256"), its random data set and
- * the host's memory size. C only; header-only, everything static.
+ * (layer sizes and batch, written "784-100-10@256"), its random data set,
+ * the host's memory size, and the checks that end the program on a failed
+ * CUDA or library call. C only; header-only, everything static.
  */
 #ifndef BP_BENCH_CONFIG_H
 #define BP_BENCH_CONFIG_H
@@ -12,7 +13,34 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backprop.h"
 #include "bench_common.h"
+
+#ifdef BP_WITH_CUDA
+#include <cuda_runtime.h>
+
+/* A CUDA call of the benchmark itself that fails ends the program, naming
+ * the file and line (llm.c's cudaCheck). */
+BENCH_UNUSED static void cuda_check(cudaError_t err, const char *file, int line) {
+  if (err != cudaSuccess) {
+    fprintf(stderr, "[CUDA ERROR] at file %s:%d:\n%s\n", file, line, cudaGetErrorString(err));
+    exit(EXIT_FAILURE);
+  }
+}
+#define cudaCheck(err) (cuda_check((err), __FILE__, __LINE__))
+#endif
+
+/* Library calls that must succeed: a failure is a benchmark failure. The
+ * including program defines BENCH_PROGRAM, its name for the message. */
+BENCH_UNUSED static void bp_check(bp_status st, bp_context *ctx, const char *what,
+                                  const char *file, int line) {
+  if (st != BP_OK) {
+    fprintf(stderr, BENCH_PROGRAM ": %s failed at %s:%d: %s: %s\n", what, file, line,
+            bp_status_string(st), bp_context_last_error(ctx));
+    exit(EXIT_FAILURE);
+  }
+}
+#define BP_CHECK(ctx, call) bp_check((call), (ctx), #call, __FILE__, __LINE__)
 
 #define MAX_SIZES 16
 

@@ -68,6 +68,7 @@
 
 #include "backprop.h"
 #include "bench_common.h"
+#define BENCH_PROGRAM "bench_step"
 #include "bench_config.h"
 #include "cpu/blas.h"
 #include "internal.h"
@@ -78,14 +79,6 @@
 
 #include "kernels.cuh"
 
-static void cuda_check(cudaError_t err, const char *file, int line) {
-  if (err != cudaSuccess) {
-    fprintf(stderr, "[CUDA ERROR] at file %s:%d:\n%s\n", file, line, cudaGetErrorString(err));
-    exit(EXIT_FAILURE);
-  }
-}
-#define cudaCheck(err) (cuda_check((err), __FILE__, __LINE__))
-
 static void cublas_check(cublasStatus_t st, const char *file, int line) {
   if (st != CUBLAS_STATUS_SUCCESS) {
     fprintf(stderr, "[cuBLAS ERROR] at file %s:%d: status %d\n", file, line, (int)st);
@@ -94,16 +87,6 @@ static void cublas_check(cublasStatus_t st, const char *file, int line) {
 }
 #define cublasCheck(st) (cublas_check((st), __FILE__, __LINE__))
 #endif
-
-/* Library calls that must succeed: a failure is a benchmark failure. */
-static void bp_check(bp_status st, bp_context *ctx, const char *what, const char *file, int line) {
-  if (st != BP_OK) {
-    fprintf(stderr, "bench_step: %s failed at %s:%d: %s: %s\n", what, file, line,
-            bp_status_string(st), bp_context_last_error(ctx));
-    exit(EXIT_FAILURE);
-  }
-}
-#define BP_CHECK(ctx, call) bp_check((call), (ctx), #call, __FILE__, __LINE__)
 
 #define MAX_CONFIGS 128
 

@@ -47,28 +47,13 @@
 
 #include "backprop.h"
 #include "bench_common.h"
+#define BENCH_PROGRAM "bench_stream"
 #include "bench_config.h"
 
 #ifdef BP_WITH_CUDA
 #include <cuda_runtime.h>
 
-static void cuda_check(cudaError_t err, const char *file, int line) {
-  if (err != cudaSuccess) {
-    fprintf(stderr, "[CUDA ERROR] at file %s:%d:\n%s\n", file, line, cudaGetErrorString(err));
-    exit(EXIT_FAILURE);
-  }
-}
-#define cudaCheck(err) (cuda_check((err), __FILE__, __LINE__))
 #endif
-
-static void bp_check(bp_status st, bp_context *ctx, const char *what, const char *file, int line) {
-  if (st != BP_OK) {
-    fprintf(stderr, "bench_stream: %s failed at %s:%d: %s: %s\n", what, file, line,
-            bp_status_string(st), bp_context_last_error(ctx));
-    exit(EXIT_FAILURE);
-  }
-}
-#define BP_CHECK(ctx, call) bp_check((call), (ctx), #call, __FILE__, __LINE__)
 
 #define MAX_CONFIGS 64
 
