@@ -715,26 +715,6 @@ class HiddenErrorFused : public KernelBench {
   }
 };
 
-/* The one-launch gather with its offset on the device (graphs): the same
- * problem, bytes and check as Gather, one more buffer (the offset). */
-class GatherAt : public Gather {
- public:
-  const char *name() const override { return "gather_at"; }
-  const char *traffic() const override {
-    return "read X, Y columns, write x, y (8 B/elem) + perm; one launch for both";
-  }
-  std::vector<BufSpec> buffers() const override {
-    std::vector<BufSpec> b = Gather::buffers();
-    b.push_back({"start", 1, 4, Init::Zero, 0, 0});
-    return b;
-  }
-  void launch(const Set &s, cudaStream_t st) override {
-    cudaCheck(bp_launch_gather_at(s.get<float>(0), s.get<float>(1), n_in, n_out,
-                                  s.get<int32_t>(2), s.get<int>(5), bn, s.get<float>(3),
-                                  s.get<float>(4), st));
-  }
-};
-
 static std::vector<std::unique_ptr<KernelBench>> all_kernels() {
   std::vector<std::unique_ptr<KernelBench>> v;
   v.emplace_back(new Copy());
@@ -749,7 +729,6 @@ static std::vector<std::unique_ptr<KernelBench>> all_kernels() {
   v.emplace_back(new BiasSigmoidInplace());
   v.emplace_back(new OutputErrorFused());
   v.emplace_back(new HiddenErrorFused());
-  v.emplace_back(new GatherAt());
   return v;
 }
 

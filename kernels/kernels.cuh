@@ -1,7 +1,8 @@
 /*
  * kernels.cuh - host-callable launchers of the CUDA kernels, one family per
- * .cu file. The backend (src/cuda/cuda_backend.cu), the kernel tests and the
- * kernel benchmark call these; none of them sees a kernel directly.
+ * .cu file. The backend (src/cuda/cuda_step.cu, cuda_stage.cu,
+ * cuda_gemm.cu), the kernel tests and the kernel benchmark call these; none
+ * of them sees a kernel directly.
  *
  * Plain C++ (no CUDA syntax), so g++ can compile a test that includes it.
  *
@@ -131,16 +132,6 @@ cudaError_t bp_launch_sgd(float *params, const float *grads, size_t count, float
 cudaError_t bp_launch_gather(const float *X, const float *Y, int n_in, int n_out,
                              const int32_t *perm, int start, int bn, float *x, float *y,
                              cudaStream_t stream);
-
-/* The same gather with the batch's offset read from the device (*start, a
- * device int): a captured graph can replay it batch after batch while
- * bp_launch_advance moves *start on. One launch for X and Y; n_in, n_out
- * >= 1. */
-cudaError_t bp_launch_gather_at(const float *X, const float *Y, int n_in, int n_out,
-                                const int32_t *perm, const int *start, int bn, float *x, float *y,
-                                cudaStream_t stream);
-/* *counter += by, on the device (one thread). */
-cudaError_t bp_launch_advance(int *counter, int by, cudaStream_t stream);
 
 /* ---- fused.cu ------------------------------------------------------------
  * The fast path's kernels, tested against the reference kernels above. Their

@@ -2,9 +2,10 @@
  * internal.h - the objects behind the opaque handles, and the one interface
  * between the API layer (src/ (the .c files)) and the backends (src/cpu, src/cuda).
  *
- * The API layer validates every argument, owns the shapes, and calls the
- * backend through bp_backend_ops; backends never re-check arguments and
- * never branch on which backend they are.
+ * The API layer validates every argument and owns the shapes; the engine
+ * (src/engine/) runs the training loops and calls the backend through
+ * bp_backend_ops; backends never re-check arguments, never loop over an
+ * epoch's batches, and never branch on which backend they are.
  *
  * Memory layout shared by both backends (the CUDA backend mirrors it in
  * device memory):
@@ -42,18 +43,6 @@ extern "C" {
 
 typedef struct bp_backend_ops bp_backend_ops;
 
-/* In-epoch progress reporting (bp_train_epoch_ex). */
-typedef struct bp_epoch_progress {
-  bp_progress_fn fn;
-  void *user;
-  int every;  /* batches between reports, >= 1 */
-  int total;  /* examples in the epoch */
-} bp_epoch_progress;
-
-/* Calls the callback: done examples ran, cost_sum/cost_examples is the
- * running mean. Returns nonzero if the callback asks to stop. */
-int bp_epoch_report(const bp_epoch_progress *p, int done, double cost_sum, int cost_examples);
-
 struct bp_context {
   bp_backend backend;   /* never AUTO */
   int device;           /* CUDA ordinal; 0 for CPU */
@@ -81,10 +70,14 @@ struct bp_network {
   bp_math_mode math;
   int deterministic;
   int cuda_graphs;
+  bp_kernel_path kernels;
+  bp_product_path products;
   unsigned options_serial;
-  /* The last epoch call's statistics: the API layer fills steps and wall_us,
-   * the backend queue_us and graph_replays. */
+  /* The last epoch call's statistics: the engine fills steps, wall_us and
+   * queue_us; the backend adds graph_replays and launches. */
   bp_epoch_stats stats;
+  long long launches;   /* device work issued so far (the backend counts; the engine takes
+                           the difference over an epoch for stats.launches) */
   void *impl;           /* backend buffers */
 };
 
@@ -94,13 +87,51 @@ struct bp_dataset {
   void *impl;           /* backend copy of X (n x n_in) and Y (n x n_out) */
 };
 
-/* What a backend implements. Arguments are validated by the caller; host
- * pointers are host memory. Every function reports failures through
- * bp_error(net->ctx, ...) and returns the status. */
+/* ---- The engine and the backends -----------------------------------------
+ *
+ * The training engine (src/engine/) owns every loop: the epoch's
+ * permutation, batch slicing, progress, statistics, the non-finite rule,
+ * evaluation chunking, and the order of a step
+ *     stage -> forward -> backward -> (gradient exchange) -> update.
+ * A backend supplies the primitives below and never loops over the batches
+ * of an epoch. Arguments are validated by the caller; backends report
+ * failures through bp_error(net->ctx, ...) and return the status.
+ */
+
+/* A batch in backend memory: x is s[0] x n and y is s[L] x n, column-major
+ * (internal.h's layout); y is NULL for a forward pass. For the CPU backend
+ * these are host pointers, for CUDA device pointers. */
+typedef struct bp_batch {
+  const float *x, *y;
+  int n;
+} bp_batch;
+
+/* Where an epoch's examples come from: a data set in backend memory, or
+ * row-major host arrays X (n x s[0]) and Y (n x s[L]). perm is the epoch's
+ * permutation (host memory, n entries). */
+typedef struct bp_epoch_source {
+  const bp_dataset *data; /* NULL: the host arrays below */
+  const float *X, *Y;
+  int n;
+  const int32_t *perm;
+} bp_epoch_source;
+
+/* What a backend counts on its side (on the device for CUDA), so that a
+ * whole epoch runs without a host round trip per batch. */
+typedef struct bp_counters {
+  double cost_sum;  /* training: sum over accumulated batches with a finite cost of (mean cost x
+                       batch size); evaluation: the sum of every example's cost */
+  int64_t correct;  /* evaluation: examples classified right (bp_example_correct) */
+  int skipped;      /* batches whose update was not applied */
+  int update_bad;   /* the last update was refused: it would make a weight non-finite */
+  float cost;       /* the last backward pass's mean cost */
+} bp_counters;
+
 struct bp_backend_ops {
   const char *name;
   void (*context_destroy)(bp_context *ctx);
 
+  /* ---- Memory ---- */
   /* Allocate params and grads (n_params floats each) and zero the grads; the
    * caller then fills params through write_params. */
   bp_status (*network_init)(bp_network *net);
@@ -109,54 +140,86 @@ struct bp_backend_ops {
   bp_status (*read_params)(const bp_network *net, size_t offset, size_t count, float *dst);
   bp_status (*write_params)(bp_network *net, size_t offset, size_t count, const float *src);
   bp_status (*read_grads)(const bp_network *net, size_t offset, size_t count, float *dst);
-
-  /* Host arrays row-major (n x s0 in, n x sL out). */
-  bp_status (*forward)(bp_network *net, const float *X, int n, float *out);
-  /* Fills grads; *cost receives the batch's mean cost. */
-  bp_status (*backward)(bp_network *net, const float *X, const float *Y, int n, float *cost);
-  bp_status (*sgd_step)(bp_network *net, float lr);
-
   bp_status (*dataset_init)(bp_dataset *data, const float *X, const float *Y);
   void (*dataset_free)(bp_dataset *data);
-  /* perm: data->n indices (a permutation, made on the host). For each batch:
-   * gather, forward, backward, and the SGD step unless the batch cost is not
-   * finite. *cost_sum = sum over batches of (batch mean cost * batch size)
-   * over the batches that were finite; *skipped = batches skipped;
-   * *examples_done = examples whose batch ran (less than data->n only when
-   * the progress callback stopped the epoch). progress may be NULL; else
-   * bp_epoch_report is called after every progress->every batches and after
-   * the last, with the running sums. */
-  bp_status (*train_epoch)(bp_network *net, const bp_dataset *data, int batch_size, float lr,
-                           const int32_t *perm, const bp_epoch_progress *progress,
-                           double *cost_sum, int *skipped, int *examples_done);
-  /* *cost_sum = sum of per-example costs, *correct = examples classified right. */
-  bp_status (*evaluate)(bp_network *net, const bp_dataset *data, double *cost_sum,
-                        int64_t *correct);
+  /* Makes room for batches of up to n examples (grow-only; a failure keeps
+   * the old workspace). */
+  bp_status (*reserve)(bp_network *net, int n);
 
-  /* bp_train_epoch_host: as train_epoch (no progress), but the examples come
-   * from the row-major host arrays X (n x s[0]) and Y (n x s[L]). */
-  bp_status (*train_epoch_host)(bp_network *net, const float *X, const float *Y, int n,
-                                int batch_size, float lr, const int32_t *perm, double *cost_sum,
-                                int *skipped);
+  /* ---- Batches ---- */
+  /* Host arrays (row-major n x s[0], and n x s[L] unless Y is NULL) as a
+   * batch in backend memory (a copy into the workspace, or the arrays
+   * themselves where backend memory is host memory). */
+  bp_status (*load)(bp_network *net, const float *X, const float *Y, int n, bp_batch *out);
+  /* Before an epoch's first stage: whatever the source needs (the
+   * permutation on the device, staging buffers for host arrays). batch is
+   * the largest batch of the epoch. */
+  bp_status (*epoch_begin)(bp_network *net, const bp_epoch_source *src, int batch);
+  /* Queues the gather of examples perm[start .. start+n) of the source into
+   * staging slot `slot` (0 or 1: the engine alternates, so a backend may
+   * stage the next batch while the current one computes) and describes it
+   * in *out. */
+  bp_status (*stage)(bp_network *net, const bp_epoch_source *src, int start, int n, int slot,
+                     bp_batch *out);
+  /* After an epoch (also one that failed part-way): nothing the epoch
+   * queued may still read the source when this returns. */
+  void (*epoch_end)(bp_network *net, const bp_epoch_source *src);
 
-  /* Optional members: NULL where the backend has no such thing. */
+  /* ---- The step ---- */
+  /* Layer by layer z = W a + b, a = f(z), over the batch's inputs. */
+  bp_status (*forward)(bp_network *net, const bp_batch *b);
+  /* After forward on the same batch: the gradients of the batch's mean cost
+   * into grads and the cost into counters.cost; with accumulate, a finite
+   * cost adds cost x n to counters.cost_sum and a non-finite one counts a
+   * skip. */
+  bp_status (*backward)(bp_network *net, const bp_batch *b, int accumulate);
+  /* The guarded SGD update: refused (nothing changes) when it would make a
+   * weight non-finite (counters.update_bad), or, with gate_on_cost, when
+   * counters.cost is not finite; with count_skip a refusal counts a skip.
+   * Decided in backend memory, without a host round trip. */
+  bp_status (*update)(bp_network *net, float lr, int gate_on_cost, int count_skip);
+  /* Optional: forward, backward (accumulate) and update (gated, counted)
+   * as one unit, for a backend that can replay it cheaper (CUDA graphs).
+   * NULL: the engine calls the three. */
+  bp_status (*train_step)(bp_network *net, const bp_batch *b, float lr);
 
+  /* ---- Reductions and results ---- */
+  bp_status (*reset_counters)(bp_network *net);
+  /* Waits for the queued work and copies the counters out. */
+  bp_status (*read_counters)(bp_network *net, bp_counters *out);
+  /* Forward over data set examples start .. start+n in place, then adds
+   * their costs to counters.cost_sum and their hits to counters.correct. */
+  bp_status (*evaluate_chunk)(bp_network *net, const bp_dataset *data, int start, int n);
+  /* Copies the last forward pass's outputs (s[L] x n) to host memory and
+   * waits. */
+  bp_status (*read_output)(bp_network *net, int n, float *out);
+
+  /* ---- Optional members: NULL where the backend has no such thing ---- */
   /* Called by bp_network_set_math_mode before the mode changes; refuses a
    * mode the device cannot run (BP_ERR_UNSUPPORTED). NULL: every mode is fine. */
   bp_status (*check_math_mode)(bp_network *net, bp_math_mode mode);
-  /* The device-pointer calls (backprop.h "Data already on the GPU"); stream
-   * is the caller's cudaStream_t. NULL: BP_ERR_UNSUPPORTED. */
-  bp_status (*forward_device)(bp_network *net, const float *X, int n, float *out, void *stream);
-  bp_status (*backward_device)(bp_network *net, const float *X, const float *Y, int n,
-                               float *cost, void *stream);
-  bp_status (*train_batch_device)(bp_network *net, const float *X, const float *Y, int n,
-                                  float lr, float *cost, void *stream);
+  /* The device-pointer calls (backprop.h "Data already on the GPU"). enter
+   * checks the caller's stream and pointers (out, cost may be NULL) and
+   * makes the backend's work start after the caller's; leave queues the
+   * copies of the outputs (n examples) and of the cost into the caller's
+   * buffers and makes the caller's later work start after the backend's,
+   * also when `failed` (the queued part may still read X and Y). NULL: the
+   * calls are BP_ERR_UNSUPPORTED. */
+  bp_status (*device_enter)(bp_network *net, void *stream, const char *fn, const float *X,
+                            const float *Y, const float *out, const float *cost);
+  bp_status (*device_leave)(bp_network *net, void *stream, int n, float *out, float *cost,
+                            int failed);
 };
 
-/* The epoch permutation of bp_train_epoch: perm[0..n) = 0..n-1 shuffled by
- * Fisher-Yates from shuffle_seed. Shared by bp_train_epoch_host so both
- * calls visit the examples in the same order. */
-void bp_epoch_permutation(int32_t *perm, int n, uint64_t shuffle_seed);
+/* The engine's step on a staged batch: forward, backward with the epoch's
+ * accumulation, the gradient exchange, the gated update
+ * (src/engine/step.c). */
+bp_status bp_engine_train_step(bp_network *net, const bp_batch *b, float lr);
+/* The gradient exchange between devices: where a data-parallel run sums
+ * the ranks' gradients, between backward and update. One device today:
+ * nothing to exchange. */
+bp_status bp_engine_exchange_gradients(bp_network *net);
+
 
 /* ---- Shared helpers (src/common.c) ---- */
 
@@ -171,6 +234,14 @@ void bp_clear_error(bp_context *ctx);
  * sticky device fault refuses all work (BP_ERR_DEVICE); otherwise the last
  * error is cleared and BP_OK returned. ctx must not be NULL. */
 bp_status bp_check_context(bp_context *ctx);
+
+/* The kernel path that bp_network_desc_init writes: BP_KERNELS_REFERENCE,
+ * unless a test changed it with bp_testing_set_default_kernel_path so that
+ * a whole test suite runs on the other path (tests/support/kernel_path_env.cc,
+ * BP_TEST_KERNELS). A test hook: not exported from the shared library, and
+ * nothing but the tests calls the setter. (src/options.c) */
+bp_kernel_path bp_default_kernel_path(void);
+void bp_testing_set_default_kernel_path(bp_kernel_path path);
 
 /* A monotonic clock in microseconds (src/stats.c). */
 double bp_now_us(void);
@@ -198,7 +269,7 @@ bp_status bp_cuda_context_init(bp_context *ctx);
 int bp_cuda_count_devices(void);
 bp_status bp_cuda_debug_fault(bp_context *ctx);
 /* Tests only: how many of the network's product plans run on cuBLASLt
- * (BP_GEMM=lt; 0 on the cuBLAS path), so a test can tell that the Lt path
+ * (BP_PRODUCTS_CUBLASLT; 0 on the cuBLAS path), so a test can tell that the Lt path
  * was taken rather than its fallback. */
 int bp_cuda_debug_lt_plans(const bp_network *net);
 #endif

@@ -1,6 +1,6 @@
-/* network.c - network objects, argument checks, and the host-array training
- * calls. Everything here is backend-independent; the work goes through
- * net->ctx->ops. */
+/* network.c - network objects: creation from a description, shape,
+ * parameters and gradients. The calls that train are the engine's
+ * (src/engine/). */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -22,6 +22,8 @@ void bp_network_desc_init(bp_network_desc *desc, int n_sizes, const int *sizes, 
   desc->math = BP_MATH_FP32;
   desc->deterministic = 1;
   desc->cuda_graphs = 0;
+  desc->kernels = bp_default_kernel_path();
+  desc->products = BP_PRODUCTS_CUBLAS;
 }
 
 static void network_free_host(bp_network *net) {
@@ -65,22 +67,35 @@ bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_
   if (st != BP_OK) return st;
   if (!out || !desc)
     return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_create: out or desc is NULL");
-  /* Version 1 ended at optimizer; version 2 appended the execution options. */
-  const size_t v1_size = offsetof(bp_network_desc, math);
-  const int v2 = desc->version == 2 && desc->struct_size >= sizeof(bp_network_desc);
-  const int v1 = desc->version == 1 && desc->struct_size >= v1_size;
-  if (!v1 && !v2)
+  /* Version 1 ended at optimizer; version 2 appended the execution options,
+   * version 3 the kernel and product paths. Each version's struct_size must
+   * cover its members. */
+  static const size_t version_end[] = {0, offsetof(bp_network_desc, math),
+                                       offsetof(bp_network_desc, kernels),
+                                       sizeof(bp_network_desc)};
+  const uint32_t v = desc->version;
+  if (v < 1 || v > BP_NETWORK_DESC_VERSION || desc->struct_size < version_end[v])
     return bp_error(ctx, BP_ERR_UNSUPPORTED,
                     "bp_network_create_ex: desc version %u (size %u) is not supported by "
-                    "library %s (knows versions 1 and %d); initialize it with "
+                    "library %s (knows versions 1 to %d); initialize it with "
                     "bp_network_desc_init",
                     desc->version, desc->struct_size, BP_VERSION_STRING, BP_NETWORK_DESC_VERSION);
-  const bp_math_mode math = v2 ? desc->math : BP_MATH_FP32;
-  const int deterministic = v2 ? desc->deterministic != 0 : 1;
-  const int cuda_graphs = v2 ? desc->cuda_graphs != 0 : 0;
+  const bp_math_mode math = v >= 2 ? desc->math : BP_MATH_FP32;
+  const int deterministic = v >= 2 ? desc->deterministic != 0 : 1;
+  const int cuda_graphs = v >= 2 ? desc->cuda_graphs != 0 : 0;
+  const bp_kernel_path kernels = v >= 3 ? desc->kernels : BP_KERNELS_REFERENCE;
+  const bp_product_path products = v >= 3 ? desc->products : BP_PRODUCTS_CUBLAS;
   if (math != BP_MATH_FP32 && math != BP_MATH_TF32 && math != BP_MATH_BF16)
     return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_create: unknown math mode %d",
                     (int)math);
+  if (kernels != BP_KERNELS_REFERENCE && kernels != BP_KERNELS_FUSED)
+    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
+                    "bp_network_create: unknown kernel path %d (reference = 0, fused = 1)",
+                    (int)kernels);
+  if (products != BP_PRODUCTS_CUBLAS && products != BP_PRODUCTS_CUBLASLT)
+    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
+                    "bp_network_create: unknown product path %d (cublas = 0, cublaslt = 1)",
+                    (int)products);
   const int n_sizes = desc->n_sizes;
   const int *sizes = desc->sizes;
   if (!sizes) return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_create: sizes is NULL");
@@ -125,6 +140,8 @@ bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_
   net->math = BP_MATH_FP32; /* set through the backend's check below */
   net->deterministic = deterministic;
   net->cuda_graphs = cuda_graphs;
+  net->kernels = kernels;
+  net->products = products;
   net->n_layers = n_sizes - 1;
   net->n_params = n_params;
   net->sizes = malloc(sizeof(int) * (size_t)n_sizes);
@@ -234,74 +251,4 @@ bp_status bp_network_get_gradient(const bp_network *net, int layer, float *dW, f
   if (st == BP_OK && db)
     st = net->ctx->ops->read_grads(net, net->b_offset[layer], (size_t)net->sizes[layer + 1], db);
   return st;
-}
-
-/* Checks shared by forward/backward/train_batch. Y may be NULL (forward). */
-static bp_status check_batch(bp_network *net, const float *X, const float *Y, int n,
-                             const char *fn) {
-  bp_context *ctx = net->ctx;
-  if (!X) return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "%s: X is NULL", fn);
-  if (n <= 0 || n > BP_MAX_DIM)
-    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "%s: n = %d is out of range (1 .. %d)", fn, n,
-                    BP_MAX_DIM);
-  const size_t nx = (size_t)n * (size_t)net->sizes[0];
-  if (!bp_all_finite(X, nx))
-    return bp_error(ctx, BP_ERR_NUMERIC, "%s: X holds NaN or Inf; nothing was computed", fn);
-  if (Y && !bp_all_finite(Y, (size_t)n * (size_t)net->sizes[net->n_layers]))
-    return bp_error(ctx, BP_ERR_NUMERIC, "%s: Y holds NaN or Inf; nothing was computed", fn);
-  return BP_OK;
-}
-
-bp_status bp_forward(bp_network *net, const float *X, int n, float *out) {
-  if (!net) return BP_ERR_INVALID_ARGUMENT;
-  bp_status st = bp_check_context(net->ctx);
-  if (st != BP_OK) return st;
-  if (!out) return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT, "bp_forward: out is NULL");
-  st = check_batch(net, X, NULL, n, "bp_forward");
-  if (st != BP_OK) return st;
-  return net->ctx->ops->forward(net, X, n, out);
-}
-
-bp_status bp_backward(bp_network *net, const float *X, const float *Y, int n, float *cost) {
-  if (!net) return BP_ERR_INVALID_ARGUMENT;
-  bp_status st = bp_check_context(net->ctx);
-  if (st != BP_OK) return st;
-  if (!Y) return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT, "bp_backward: Y is NULL");
-  st = check_batch(net, X, Y, n, "bp_backward");
-  if (st != BP_OK) return st;
-  float c = 0.0f;
-  st = net->ctx->ops->backward(net, X, Y, n, &c);
-  if (st != BP_OK) return st;
-  net->has_grads = 1;
-  if (cost) *cost = c;
-  return BP_OK;
-}
-
-bp_status bp_sgd_step(bp_network *net, float learning_rate) {
-  if (!net) return BP_ERR_INVALID_ARGUMENT;
-  bp_status st = bp_check_context(net->ctx);
-  if (st != BP_OK) return st;
-  if (!isfinite(learning_rate))
-    return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT, "bp_sgd_step: learning rate is not finite");
-  return net->ctx->ops->sgd_step(net, learning_rate);
-}
-
-bp_status bp_train_batch(bp_network *net, const float *X, const float *Y, int n,
-                         float learning_rate, float *cost) {
-  if (!net) return BP_ERR_INVALID_ARGUMENT;
-  bp_status st = bp_check_context(net->ctx);
-  if (st != BP_OK) return st;
-  if (!isfinite(learning_rate))
-    return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT,
-                    "bp_train_batch: learning rate is not finite");
-  float c = 0.0f;
-  st = bp_backward(net, X, Y, n, &c);
-  if (st != BP_OK) return st;
-  if (cost) *cost = c;
-  if (!isfinite(c))
-    return bp_error(net->ctx, BP_ERR_NUMERIC,
-                    "bp_train_batch: the batch cost is not finite (%g); the update was skipped "
-                    "and the weights are unchanged",
-                    (double)c);
-  return net->ctx->ops->sgd_step(net, learning_rate);
 }

@@ -742,46 +742,6 @@ TEST(CudaKernels, FusedHiddenErrorMatchesReferenceInPlace) {
               bp_output_fused_cost_partials_count(7, n * 3 + 1));
 }
 
-TEST(CudaKernels, GatherAtReadsTheOffsetOnTheDeviceAndAdvances) {
-  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  Stream stream;
-  const int n_in = 37, n_out = 3, n_total = 1001, bn = 300;
-  const uint64_t seed = test_seed(1201);
-  SCOPED_TRACE(testing::Message() << "seed " << seed);
-  std::mt19937 rng((uint32_t)seed);
-  std::vector<float> X = random_floats(rng, (size_t)n_in * n_total, -1.0f, 1.0f);
-  std::vector<float> Y = random_floats(rng, (size_t)n_out * n_total, 0.0f, 1.0f);
-  std::vector<int32_t> perm(n_total);
-  std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), rng);
-  DeviceBuffer<float> dX(X.size()), dY(Y.size()), dx((size_t)n_in * bn), dy((size_t)n_out * bn);
-  DeviceBuffer<int32_t> dperm(n_total);
-  DeviceBuffer<int> dstart(1);
-  ASSERT_TRUE(dX.ok() && dY.ok() && dx.ok() && dy.ok() && dperm.ok() && dstart.ok());
-  dX.upload(X);
-  dY.upload(Y);
-  dperm.upload(perm);
-  dstart.upload({0});
-  for (int start = 0; start + bn <= n_total; start += bn) {
-    SCOPED_TRACE(testing::Message() << "start " << start);
-    dx.poison();
-    dy.poison();
-    CUDA_OK(bp_launch_gather_at(dX.get(), dY.get(), n_in, n_out, dperm.get(), dstart.get(), bn,
-                                dx.get(), dy.get(), stream));
-    CUDA_OK(bp_launch_advance(dstart.get(), bn, stream));
-    CUDA_OK(stream.sync());
-    std::vector<float> want_x((size_t)n_in * bn), want_y((size_t)n_out * bn);
-    for (int k = 0; k < bn; ++k) {
-      const size_t src = (size_t)perm[(size_t)start + k];
-      std::copy_n(&X[src * n_in], n_in, &want_x[(size_t)k * n_in]);
-      std::copy_n(&Y[src * n_out], n_out, &want_y[(size_t)k * n_out]);
-    }
-    EXPECT_TRUE(bit_identical(dx.download(), want_x));
-    EXPECT_TRUE(bit_identical(dy.download(), want_y));
-    EXPECT_EQ(dstart.download()[0], start + bn);
-  }
-}
-
 TEST(CudaKernels, FusedBadArgumentsLaunchNothing) {
   if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   DeviceBuffer<float> buf(16);
@@ -799,9 +759,6 @@ TEST(CudaKernels, FusedBadArgumentsLaunchNothing) {
             cudaErrorInvalidValue);
   EXPECT_EQ(bp_launch_hidden_error_fused(p, p, p, 0, 4, p, p, counter.get(), nullptr),
             cudaErrorInvalidValue);
-  EXPECT_EQ(bp_launch_gather_at(p, p, 1, 1, nullptr, nullptr, 1, p, p, nullptr),
-            cudaErrorInvalidValue);
-  EXPECT_EQ(bp_launch_advance(nullptr, 1, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(bp_output_fused_cost_partials_count(0, 5), 0u);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }

@@ -1,6 +1,6 @@
 // The ways the CUDA backend can run a step give the same training, bit for
-// bit: the reference kernels or the fused ones (BP_KERNELS, read when a
-// network is created), with or without CUDA graphs (bp_network_set_cuda_graphs).
+// bit: the reference kernels or the fused ones (bp_network_set_kernel_path),
+// with or without CUDA graphs (bp_network_set_cuda_graphs).
 // A graph bakes in pointers and arguments, so the runs also change the
 // learning rate, the batch size, the workspace size and the data set between
 // epochs: a stale graph would show as a difference. On the CPU backend the
@@ -23,31 +23,6 @@
 #include "support/test_util.h"
 
 namespace {
-
-// Sets an environment variable for the lifetime of the guard.
-class EnvGuard {
- public:
-  EnvGuard(const char *name, const char *value) : name_(name) {
-    if (const char *old = std::getenv(name)) {
-      had_ = true;
-      old_ = old;
-    }
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~EnvGuard() {
-    if (had_)
-      setenv(name_.c_str(), old_.c_str(), 1);
-    else
-      unsetenv(name_.c_str());
-  }
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
-};
 
 struct RunResult {
   std::vector<float> params;
@@ -84,10 +59,9 @@ Problem make_problem(uint64_t seed, int n, int n_in, int n_out) {
 const int kOddSizes[] = {29, 67, 33, 5};
 const int kQuadSizes[] = {32, 64, 48, 8};
 
-RunResult train(bp_backend backend, const char *kernels, int graphs, uint64_t seed,
+RunResult train(bp_backend backend, bp_kernel_path kernels, int graphs, uint64_t seed,
                 const int *sizes = kOddSizes) {
   RunResult r;
-  EnvGuard env("BP_KERNELS", kernels);
   tu::Ctx ctx;
   if (bp_context_create(backend, 0, &ctx.ctx) != BP_OK) {
     ADD_FAILURE() << "context: " << bp_context_last_error(nullptr);
@@ -99,6 +73,8 @@ RunResult train(bp_backend backend, const char *kernels, int graphs, uint64_t se
   if (!net.net) return r;
   EXPECT_EQ(bp_network_set_cuda_graphs(net, graphs), BP_OK);
   EXPECT_EQ(bp_network_cuda_graphs(net), graphs);
+  EXPECT_EQ(bp_network_set_kernel_path(net, kernels), BP_OK);
+  EXPECT_EQ(bp_network_get_kernel_path(net), kernels);
   Problem a = make_problem(seed + 1, 1000, s0, sL), b = make_problem(seed + 2, 700, s0, sL);
   tu::Data da, db;
   EXPECT_EQ(bp_dataset_create(ctx, a.n, s0, sL, a.X.data(), a.Y.data(), &da.data), BP_OK);
@@ -175,8 +151,8 @@ void expect_same_training(const RunResult &got, const RunResult &want, double co
 TEST(ExecutionPaths, CpuIgnoresTheGraphSwitch) {
   const uint64_t seed = tu::fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
-  RunResult plain = train(BP_BACKEND_CPU, nullptr, 0, seed);
-  RunResult graphs = train(BP_BACKEND_CPU, nullptr, 1, seed);
+  RunResult plain = train(BP_BACKEND_CPU, BP_KERNELS_REFERENCE, 0, seed);
+  RunResult graphs = train(BP_BACKEND_CPU, BP_KERNELS_REFERENCE, 1, seed);
   expect_same_training(graphs, plain, 0.0, "cpu, graphs on vs off");
 }
 
@@ -219,9 +195,10 @@ TEST(ExecutionPaths, CudaGraphsReplayTheSameStep) {
   if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   const uint64_t seed = tu::fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
-  for (const char *kernels : {"reference", "fused"}) {
+  for (bp_kernel_path kernels : {BP_KERNELS_REFERENCE, BP_KERNELS_FUSED}) {
     for (const int *sizes : {kOddSizes, kQuadSizes}) {
-      SCOPED_TRACE(testing::Message() << kernels << ", widths " << sizes[0] << "-" << sizes[1]
+      SCOPED_TRACE(testing::Message() << (kernels == BP_KERNELS_FUSED ? "fused" : "reference")
+                                      << ", widths " << sizes[0] << "-" << sizes[1]
                                       << "-" << sizes[2] << "-" << sizes[3]);
       RunResult plain = train(BP_BACKEND_CUDA, kernels, 0, seed, sizes);
       RunResult graphs = train(BP_BACKEND_CUDA, kernels, 1, seed, sizes);
@@ -233,8 +210,55 @@ TEST(ExecutionPaths, CudaGraphsReplayTheSameStep) {
       EXPECT_EQ(graphs.stats[1].graph_replays, graphs.stats[1].steps);
       EXPECT_EQ(graphs.stats[10].graph_replays, graphs.stats[10].steps) << "host-streamed epoch";
       for (const bp_epoch_stats &st : plain.stats) EXPECT_EQ(st.graph_replays, 0);
+      // The launches the library reports: a replayed data-set step is the
+      // gather and the graph; a replayed streamed step the graph alone (its
+      // copies are not launches); uncaptured, every kernel and product.
+      EXPECT_EQ(graphs.stats[1].launches, 2LL * graphs.stats[1].steps);
+      EXPECT_EQ(graphs.stats[10].launches, (long long)graphs.stats[10].steps);
+      const int L = 3;
+      for (const bp_epoch_stats &st : plain.stats)
+        EXPECT_GE(st.launches, (long long)st.steps * (1 + 3 * L)) << "gather + 3 products a layer";
     }
   }
+}
+
+TEST(ExecutionPaths, CpuReportsNoLaunches) {
+  const uint64_t seed = tu::fresh_seed();
+  RunResult r = train(BP_BACKEND_CPU, BP_KERNELS_REFERENCE, 0, seed);
+  ASSERT_FALSE(r.stats.empty());
+  for (const bp_epoch_stats &st : r.stats) EXPECT_EQ(st.launches, 0);
+}
+
+// The kernel path may change between any two calls: a network switched to
+// the fused kernels and back trains as one that never left the reference
+// path (the workspace is made again with the buffers the path needs).
+TEST(ExecutionPaths, CudaKernelPathChangesBetweenCalls) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const uint64_t seed = tu::fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  tu::Ctx ctx;
+  ASSERT_EQ(bp_context_create(BP_BACKEND_CUDA, 0, &ctx.ctx), BP_OK);
+  const int *sizes = kOddSizes;
+  Problem p = make_problem(seed + 1, 300, sizes[0], sizes[3]);
+  tu::Data data;
+  ASSERT_EQ(bp_dataset_create(ctx, p.n, sizes[0], sizes[3], p.X.data(), p.Y.data(), &data.data),
+            BP_OK);
+  std::vector<float> params[2];
+  for (int switching = 0; switching < 2; ++switching) {
+    tu::Net net;
+    ASSERT_EQ(bp_network_create(ctx, 4, sizes, seed, &net.net), BP_OK);
+    for (int e = 0; e < 4; ++e) {
+      if (switching) {
+        ASSERT_EQ(bp_network_set_kernel_path(net, e % 2 ? BP_KERNELS_FUSED : BP_KERNELS_REFERENCE),
+                  BP_OK);
+      }
+      float c = NAN;
+      ASSERT_EQ(bp_train_epoch(net, data, 32 + 16 * e, 1.0f, seed + e, &c), BP_OK)
+          << bp_context_last_error(ctx);
+    }
+    params[switching] = tu::all_params(net);
+  }
+  EXPECT_TRUE(same_bits(params[1], params[0])) << "switching kernel paths changed the weights";
 }
 
 TEST(ExecutionPaths, CudaFusedKernelsTrainAsTheReference) {
@@ -242,16 +266,16 @@ TEST(ExecutionPaths, CudaFusedKernelsTrainAsTheReference) {
   const uint64_t seed = tu::fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (const int *sizes : {kQuadSizes}) {  // the float4 instances
-    RunResult reference4 = train(BP_BACKEND_CUDA, "reference", 0, seed, sizes);
-    RunResult fused4 = train(BP_BACKEND_CUDA, "fused", 0, seed, sizes);
+    RunResult reference4 = train(BP_BACKEND_CUDA, BP_KERNELS_REFERENCE, 0, seed, sizes);
+    RunResult fused4 = train(BP_BACKEND_CUDA, BP_KERNELS_FUSED, 0, seed, sizes);
     expect_same_training(fused4, reference4, 1e-6, "fused vs reference, widths 32-64-48-8");
   }
-  RunResult reference = train(BP_BACKEND_CUDA, "reference", 0, seed);
-  RunResult fused = train(BP_BACKEND_CUDA, "fused", 0, seed);
+  RunResult reference = train(BP_BACKEND_CUDA, BP_KERNELS_REFERENCE, 0, seed);
+  RunResult fused = train(BP_BACKEND_CUDA, BP_KERNELS_FUSED, 0, seed);
   expect_same_training(fused, reference, 1e-6, "fused vs reference");
   // And both agree with the CPU backend to float rounding (the products
   // differ in summation order): a sanity check that neither path is off.
-  RunResult cpu = train(BP_BACKEND_CPU, nullptr, 0, seed);
+  RunResult cpu = train(BP_BACKEND_CPU, BP_KERNELS_REFERENCE, 0, seed);
   ASSERT_EQ(cpu.params.size(), fused.params.size());
   double worst = 0;
   for (size_t i = 0; i < cpu.params.size(); ++i)
@@ -260,17 +284,56 @@ TEST(ExecutionPaths, CudaFusedKernelsTrainAsTheReference) {
   EXPECT_LT(worst, 1e-3) << "fused CUDA weights drift from the CPU backend's";
 }
 
-TEST(ExecutionPaths, CudaRejectsAnUnknownKernelPath) {
-  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  EnvGuard env("BP_KERNELS", "fastest");
-  tu::Ctx ctx;
-  ASSERT_EQ(bp_context_create(BP_BACKEND_CUDA, 0, &ctx.ctx), BP_OK);
-  const int sizes[] = {3, 2};
-  bp_network *net = nullptr;
-  EXPECT_EQ(bp_network_create(ctx, 2, sizes, 1, &net), BP_ERR_INVALID_ARGUMENT);
-  EXPECT_EQ(net, nullptr);
-  EXPECT_NE(std::string(bp_context_last_error(ctx)).find("BP_KERNELS"), std::string::npos)
-      << bp_context_last_error(ctx);
+// The paths are options of the network on every backend: unknown values
+// are refused by the setters and by the description, and a version-2
+// description (before the paths existed) gets the defaults.
+TEST(ExecutionPaths, PathOptionsAreValidatedOnEveryBackend) {
+  for (bp_backend backend : {BP_BACKEND_CPU, BP_BACKEND_CUDA}) {
+    if (backend == BP_BACKEND_CUDA && bp_cuda_device_count() == 0) continue;
+    SCOPED_TRACE(bp_backend_name(backend));
+    tu::Ctx ctx;
+    ASSERT_EQ(bp_context_create(backend, 0, &ctx.ctx), BP_OK);
+    const int sizes[] = {3, 2};
+    bp_network_desc desc;
+    bp_network_desc_init(&desc, 2, sizes, 1);
+    EXPECT_EQ(desc.version, 3u);
+    const char *test_kernels = std::getenv("BP_TEST_KERNELS");  // kernel_path_env.cc
+    EXPECT_EQ(desc.kernels, test_kernels && std::strcmp(test_kernels, "fused") == 0
+                                ? BP_KERNELS_FUSED
+                                : BP_KERNELS_REFERENCE);
+    EXPECT_EQ(desc.products, BP_PRODUCTS_CUBLAS);
+    desc.kernels = BP_KERNELS_FUSED;
+    desc.products = BP_PRODUCTS_CUBLASLT;
+    tu::Net net;
+    ASSERT_EQ(bp_network_create_ex(ctx, &desc, &net.net), BP_OK) << bp_context_last_error(ctx);
+    EXPECT_EQ(bp_network_get_kernel_path(net), BP_KERNELS_FUSED);
+    EXPECT_EQ(bp_network_get_product_path(net), BP_PRODUCTS_CUBLASLT);
+    EXPECT_EQ(bp_network_set_kernel_path(net, (bp_kernel_path)7), BP_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(bp_context_last_error(ctx)).find("kernel path"), std::string::npos);
+    EXPECT_EQ(bp_network_set_product_path(net, (bp_product_path)-1), BP_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(bp_network_get_kernel_path(net), BP_KERNELS_FUSED) << "a refused value changes nothing";
+    EXPECT_EQ(bp_network_set_kernel_path(nullptr, BP_KERNELS_FUSED), BP_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(bp_network_get_kernel_path(nullptr), BP_KERNELS_REFERENCE);
+    EXPECT_EQ(bp_network_get_product_path(nullptr), BP_PRODUCTS_CUBLAS);
+
+    bp_network *none = nullptr;
+    desc.kernels = (bp_kernel_path)2;
+    EXPECT_EQ(bp_network_create_ex(ctx, &desc, &none), BP_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(none, nullptr);
+    // A version-2 caller: its struct ends before kernels, whatever follows.
+    bp_network_desc v2 = desc;
+    v2.version = 2;
+    v2.struct_size = (uint32_t)offsetof(bp_network_desc, kernels);
+    tu::Net old;
+    ASSERT_EQ(bp_network_create_ex(ctx, &v2, &old.net), BP_OK) << bp_context_last_error(ctx);
+    EXPECT_EQ(bp_network_get_kernel_path(old), BP_KERNELS_REFERENCE);
+    EXPECT_EQ(bp_network_get_product_path(old), BP_PRODUCTS_CUBLAS);
+    // A version-3 struct too short for its version is refused.
+    bp_network_desc short_v3 = desc;
+    short_v3.kernels = BP_KERNELS_REFERENCE;
+    short_v3.struct_size = (uint32_t)offsetof(bp_network_desc, products);
+    EXPECT_EQ(bp_network_create_ex(ctx, &short_v3, &none), BP_ERR_UNSUPPORTED);
+  }
 }
 
 }  // namespace

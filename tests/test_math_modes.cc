@@ -103,38 +103,16 @@ bool set_mode(bp_network *net, bp_math_mode mode) {
   return bp_network_math_mode(net) == mode;
 }
 
-// Sets BP_GEMM for the networks created in its scope (read when a CUDA
-// network is created), and puts the old value back.
-class GemmEnv {
- public:
-  explicit GemmEnv(const char *value) {
-    const char *old = std::getenv("BP_GEMM");
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    if (value)
-      setenv("BP_GEMM", value, 1);
-    else
-      unsetenv("BP_GEMM");
-  }
-  ~GemmEnv() {
-    if (had_)
-      setenv("BP_GEMM", old_.c_str(), 1);
-    else
-      unsetenv("BP_GEMM");
-  }
-
- private:
-  bool had_ = false;
-  std::string old_;
-};
-
-// The product implementations to cover on a backend: the CPU has one; CUDA
-// has the cuBLAS path (the default) and the cuBLASLt path.
-std::vector<const char *> gemm_impls(bp_backend backend) {
-  if (backend == BP_BACKEND_CUDA) return {"cublas", "lt"};
-  return {nullptr};
+// The product paths to cover on a backend: the CPU has one (it ignores the
+// switch); CUDA has the cuBLAS path (the default) and the cuBLASLt path.
+std::vector<bp_product_path> product_paths(bp_backend backend) {
+  if (backend == BP_BACKEND_CUDA) return {BP_PRODUCTS_CUBLAS, BP_PRODUCTS_CUBLASLT};
+  return {BP_PRODUCTS_CUBLAS};
 }
 
+const char *product_name(bp_product_path p) {
+  return p == BP_PRODUCTS_CUBLASLT ? "cublaslt" : "cublas";
+}
 
 // ||a - b|| / ||b|| over one layer's dW and db together.
 double layer_rel_err(const ref::Grads &a, const ref::Grads &b, size_t i) {
@@ -417,17 +395,17 @@ TEST_P(MathModes, GradientsPerModeAgainstTheDoubleReference) {
                                      {{120, 64, 10}, 300, false},
                                      {{784, 100, 10}, 64, false},
                                      {{256, 256, 256}, 256, true}};
-  for (const char *impl : gemm_impls(GetParam())) {
-    GemmEnv env(impl);
+  for (bp_product_path impl : product_paths(GetParam())) {
     for (const Shape &s : shapes) {
       const uint64_t seed = tu::fresh_seed();
       const int L = (int)s.sizes.size() - 1;
       SCOPED_TRACE(testing::Message() << "sizes " << s.sizes[0] << "->" << s.sizes.back() << " ("
                                       << L << " layers), n " << s.n << ", seed " << seed
-                                      << (impl ? ", BP_GEMM=" : "") << (impl ? impl : ""));
+                                      << ", products " << product_name(impl));
       tu::Net net;
       ASSERT_EQ(bp_network_create(ctx, L + 1, s.sizes.data(), seed, &net.net), BP_OK)
           << bp_context_last_error(ctx);
+      ASSERT_EQ(bp_network_set_product_path(net, impl), BP_OK);
       auto X = ref::random_vector((size_t)s.n * s.sizes[0], seed + 1);
       auto Y = ref::random_vector((size_t)s.n * s.sizes.back(), seed + 2, 0.0f, 1.0f);
       const ref::Net r = ref::from_network(net);
@@ -441,9 +419,9 @@ TEST_P(MathModes, GradientsPerModeAgainstTheDoubleReference) {
         float cost = NAN;
         const ref::Grads got = ref::library_grads(net, X, Y, s.n, &cost);
 #ifdef BP_WITH_CUDA
-        // BP_GEMM=lt must run on cuBLASLt, not only its cuBLAS fallback:
+        // The cuBLASLt path must run on cuBLASLt, not only its cuBLAS fallback:
         // certain for the tensor-core modes on the large, aligned shape.
-        if (impl != nullptr && std::strcmp(impl, "lt") == 0 && s.tensor_cores &&
+        if (impl == BP_PRODUCTS_CUBLASLT && s.tensor_cores &&
             m != BP_MATH_FP32) {
           EXPECT_GT(bp_cuda_debug_lt_plans(net), 0) << "no product ran on cuBLASLt";
         }
@@ -481,13 +459,14 @@ TEST_P(MathModes, ModeChangesTakeEffectAtTheNextCallAndFp32IsUntouched) {
   const int n = 77;
   std::vector<float> X, Y;
   rule_data(n, 40, seed, X, Y);
-  for (const char *impl : gemm_impls(GetParam())) {
-    GemmEnv env(impl);
-    SCOPED_TRACE(impl ? impl : "cpu");
+  for (bp_product_path impl : product_paths(GetParam())) {
+    SCOPED_TRACE(product_name(impl));
     // A: FP32, the mode never touched. B: through BF16 and TF32 and back.
     tu::Net a, b;
     ASSERT_EQ(bp_network_create(ctx, 4, sizes, seed, &a.net), BP_OK);
     ASSERT_EQ(bp_network_create(ctx, 4, sizes, seed, &b.net), BP_OK);
+    ASSERT_EQ(bp_network_set_product_path(a, impl), BP_OK);
+    ASSERT_EQ(bp_network_set_product_path(b, impl), BP_OK);
     float ca = 0, cb = 0;
     const ref::Grads ga = ref::library_grads(a, X, Y, n, &ca);
     ref::Grads reduced[2];
@@ -563,14 +542,14 @@ TEST_P(MathModes, DeterministicRunsAreBitIdenticalInEveryMode) {
   rule_data(n, d, seed, X, Y);
   tu::Data data;
   ASSERT_EQ(bp_dataset_create(ctx, n, d, 4, X.data(), Y.data(), &data.data), BP_OK);
-  for (const char *impl : gemm_impls(GetParam())) {
-    GemmEnv env(impl);
+  for (bp_product_path impl : product_paths(GetParam())) {
     for (bp_math_mode m : kModes) {
-      SCOPED_TRACE(testing::Message() << bp_math_mode_name(m) << (impl ? ", BP_GEMM=" : "")
-                                      << (impl ? impl : ""));
+      SCOPED_TRACE(testing::Message() << bp_math_mode_name(m) << ", products "
+                                      << product_name(impl));
       auto run = [&](std::vector<float> &params, std::vector<float> &costs) {
         tu::Net net;
         ASSERT_EQ(bp_network_create(ctx, 4, sizes, seed, &net.net), BP_OK);
+        ASSERT_EQ(bp_network_set_product_path(net, impl), BP_OK);
         if (!set_mode(net, m)) return;
         ASSERT_EQ(bp_network_deterministic(net), 1);
         for (int e = 0; e < 2; ++e) {
@@ -612,19 +591,19 @@ TEST(MathModeParity, CudaMatchesTheCpuInEveryMode) {
     int n;
   };
   const std::vector<Shape> shapes = {{{784, 100, 10}, 513}, {{37, 33, 65, 10}, 1000}};
-  for (const char *impl : {"cublas", "lt"}) {
-    GemmEnv env(impl);
+  for (bp_product_path impl : {BP_PRODUCTS_CUBLAS, BP_PRODUCTS_CUBLASLT}) {
     for (const Shape &s : shapes) {
       const int L = (int)s.sizes.size() - 1;
       for (bp_math_mode m : kModes) {
         const uint64_t seed = tu::fresh_seed();
-        SCOPED_TRACE(testing::Message() << "BP_GEMM=" << impl << ", " << bp_math_mode_name(m)
+        SCOPED_TRACE(testing::Message() << "products " << product_name(impl) << ", " << bp_math_mode_name(m)
                                         << ", sizes " << s.sizes[0] << "->" << s.sizes.back()
                                         << ", n " << s.n << ", seed " << seed);
         tu::Net a, b;
         ASSERT_EQ(bp_network_create(cpu, L + 1, s.sizes.data(), seed, &a.net), BP_OK);
         ASSERT_EQ(bp_network_create(cuda, L + 1, s.sizes.data(), seed, &b.net), BP_OK)
             << bp_context_last_error(cuda);
+        ASSERT_EQ(bp_network_set_product_path(b, impl), BP_OK);
         ASSERT_TRUE(set_mode(a, m));
         if (!set_mode(b, m)) continue;
         // FP32 keeps the tolerances of test_backend_parity.cc; the reduced

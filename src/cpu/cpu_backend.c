@@ -36,6 +36,8 @@ typedef struct cpu_net {
    * network is destroyed. */
   float *round_a, *round_b;
   size_t round_count;
+  bp_counters counters;
+  double last_cost; /* the last backward pass's mean cost, before rounding to float */
 } cpu_net;
 
 typedef struct cpu_data {
@@ -252,11 +254,11 @@ static void forward_core(bp_network *net, const float *A0, int n) {
   }
 }
 
-/* Forward + backward over n examples; fills grads, returns the mean cost. */
+/* Backward over the n examples forward_core last ran on (inputs A0);
+ * fills grads, returns the mean cost. */
 static double backward_core(bp_network *net, const float *A0, const float *Y, int n) {
   cpu_net *c = net->impl;
   const int L = net->n_layers;
-  forward_core(net, A0, n);
 
   const int out = net->sizes[L];
   const size_t count = (size_t)out * (size_t)n;
@@ -290,23 +292,6 @@ static double backward_core(bp_network *net, const float *A0, const float *Y, in
   return cost / (double)n;
 }
 
-static bp_status cpu_forward(bp_network *net, const float *X, int n, float *out) {
-  bp_status st = ensure_capacity(net, n);
-  if (st != BP_OK) return st;
-  forward_core(net, X, n);
-  cpu_net *c = net->impl;
-  memcpy(out, c->a[net->n_layers - 1], sizeof(float) * (size_t)n * net->sizes[net->n_layers]);
-  return BP_OK;
-}
-
-static bp_status cpu_backward(bp_network *net, const float *X, const float *Y, int n,
-                              float *cost) {
-  bp_status st = ensure_capacity(net, n);
-  if (st != BP_OK) return st;
-  *cost = (float)backward_core(net, X, Y, n);
-  return BP_OK;
-}
-
 /* 1 if the update would leave every parameter finite. Checked before any
  * parameter changes, so a refused update changes nothing. */
 static int update_is_finite(const cpu_net *c, size_t count, float lr) {
@@ -317,17 +302,6 @@ static int update_is_finite(const cpu_net *c, size_t count, float lr) {
 
 static void apply_update(cpu_net *c, size_t count, float lr) {
   for (size_t i = 0; i < count; ++i) c->params[i] = bp_sgd_update(c->params[i], c->grads[i], lr);
-}
-
-static bp_status cpu_sgd_step(bp_network *net, float lr) {
-  cpu_net *c = net->impl;
-  if (!update_is_finite(c, net->n_params, lr))
-    return bp_error(net->ctx, BP_ERR_NUMERIC,
-                    "bp_sgd_step: learning rate %g would make weights non-finite; the update "
-                    "was skipped and the weights are unchanged",
-                    (double)lr);
-  apply_update(c, net->n_params, lr);
-  return BP_OK;
 }
 
 static bp_status cpu_dataset_init(bp_dataset *data, const float *X, const float *Y) {
@@ -356,91 +330,118 @@ static void cpu_dataset_free(bp_dataset *data) {
   data->impl = NULL;
 }
 
-/* The epoch loop shared by bp_train_epoch and bp_train_epoch_host: X
- * (n x in) and Y (n x out) are row-major base pointers, a data set's copy or
- * the caller's arrays; each batch gathers rows perm[start ..] into the
- * workspace, so both calls do the same arithmetic on the same values. */
-static bp_status epoch_loop(bp_network *net, const float *X, const float *Y, int n, int batch_size,
-                            float lr, const int32_t *perm, const bp_epoch_progress *progress,
-                            double *cost_sum, int *skipped, int *examples_done) {
-  bp_status st = ensure_capacity(net, batch_size);
-  if (st != BP_OK) return st;
-  cpu_net *c = net->impl;
-  const size_t in = (size_t)net->sizes[0], out = (size_t)net->sizes[net->n_layers];
-  double sum = 0.0;
-  int skip = 0, done = 0, cost_examples = 0, batches = 0;
-  const double t0 = bp_now_us();
-  for (int start = 0; start < n; start += batch_size) {
-    const int bn = n - start < batch_size ? n - start : batch_size;
-    for (int k = 0; k < bn; ++k) {
-      const size_t src = (size_t)perm[start + k];
-      memcpy(c->in + (size_t)k * in, X + src * in, sizeof(float) * in);
-      memcpy(c->target + (size_t)k * out, Y + src * out, sizeof(float) * out);
-    }
-    double cost = backward_core(net, c->in, c->target, bn);
-    done += bn;
-    ++batches;
-    if (!isfinite(cost)) {
-      ++skip;
-    } else {
-      sum += cost * bn;
-      cost_examples += bn;
-      if (update_is_finite(c, net->n_params, lr))
-        apply_update(c, net->n_params, lr);
-      else
-        ++skip;
-    }
-    const int last = done == n;
-    if (progress && (batches % progress->every == 0 || last) &&
-        bp_epoch_report(progress, done, sum, cost_examples))
-      break;
-  }
-  net->stats.queue_us = bp_now_us() - t0; /* synchronous: the steps themselves */
-  *cost_sum = sum;
-  *skipped = skip;
-  *examples_done = done;
+/* ---- The engine's primitives (internal.h) ---- */
+
+static bp_status cpu_reserve(bp_network *net, int n) { return ensure_capacity(net, n); }
+
+/* Host memory is backend memory: the caller's arrays are the batch. */
+static bp_status cpu_load(bp_network *net, const float *X, const float *Y, int n, bp_batch *out) {
+  (void)net;
+  out->x = X;
+  out->y = Y;
+  out->n = n;
   return BP_OK;
 }
 
-static bp_status cpu_train_epoch(bp_network *net, const bp_dataset *data, int batch_size, float lr,
-                                 const int32_t *perm, const bp_epoch_progress *progress,
-                                 double *cost_sum, int *skipped, int *examples_done) {
-  const cpu_data *d = data->impl;
-  return epoch_loop(net, d->X, d->Y, data->n, batch_size, lr, perm, progress, cost_sum, skipped,
-                    examples_done);
+static bp_status cpu_epoch_begin(bp_network *net, const bp_epoch_source *src, int batch) {
+  (void)net;
+  (void)src;
+  (void)batch;
+  return BP_OK;
 }
 
-static bp_status cpu_train_epoch_host(bp_network *net, const float *X, const float *Y, int n,
-                                      int batch_size, float lr, const int32_t *perm,
-                                      double *cost_sum, int *skipped) {
-  int done = 0;
-  return epoch_loop(net, X, Y, n, batch_size, lr, perm, NULL, cost_sum, skipped, &done);
-}
-
-static bp_status cpu_evaluate(bp_network *net, const bp_dataset *data, double *cost_sum,
-                              int64_t *correct) {
+/* Gathers rows perm[start ..] of the source into the workspace (one slot
+ * serves: a CPU step is done before the next batch is staged). A data set
+ * and host arrays are the same row-major layout, so both epochs do the same
+ * arithmetic on the same values. */
+static bp_status cpu_stage(bp_network *net, const bp_epoch_source *src, int start, int n, int slot,
+                           bp_batch *out) {
+  (void)slot;
   cpu_net *c = net->impl;
-  int chunk = data->n < 4096 ? data->n : 4096;
-  if (chunk < c->cap) chunk = c->cap < data->n ? c->cap : data->n;
-  bp_status st = ensure_capacity(net, chunk);
-  if (st != BP_OK) return st;
+  const cpu_data *d = src->data ? src->data->impl : NULL;
+  const float *X = d ? d->X : src->X, *Y = d ? d->Y : src->Y;
+  const size_t in = (size_t)net->sizes[0], width = (size_t)net->sizes[net->n_layers];
+  for (int k = 0; k < n; ++k) {
+    const size_t row = (size_t)src->perm[start + k];
+    memcpy(c->in + (size_t)k * in, X + row * in, sizeof(float) * in);
+    memcpy(c->target + (size_t)k * width, Y + row * width, sizeof(float) * width);
+  }
+  out->x = c->in;
+  out->y = c->target;
+  out->n = n;
+  return BP_OK;
+}
+
+static void cpu_epoch_end(bp_network *net, const bp_epoch_source *src) {
+  (void)net;
+  (void)src;
+}
+
+static bp_status cpu_forward(bp_network *net, const bp_batch *b) {
+  forward_core(net, b->x, b->n);
+  return BP_OK;
+}
+
+static bp_status cpu_backward(bp_network *net, const bp_batch *b, int accumulate) {
+  cpu_net *c = net->impl;
+  const double cost = backward_core(net, b->x, b->y, b->n);
+  c->last_cost = cost;
+  c->counters.cost = (float)cost;
+  if (accumulate) {
+    if (isfinite(cost))
+      c->counters.cost_sum += cost * b->n;
+    else
+      ++c->counters.skipped;
+  }
+  return BP_OK;
+}
+
+static bp_status cpu_update(bp_network *net, float lr, int gate_on_cost, int count_skip) {
+  cpu_net *c = net->impl;
+  c->counters.update_bad = 0;
+  if (gate_on_cost && !isfinite(c->last_cost)) return BP_OK; /* counted by backward */
+  if (!update_is_finite(c, net->n_params, lr)) {
+    c->counters.update_bad = 1;
+    if (count_skip) ++c->counters.skipped;
+    return BP_OK;
+  }
+  apply_update(c, net->n_params, lr);
+  return BP_OK;
+}
+
+static bp_status cpu_reset_counters(bp_network *net) {
+  cpu_net *c = net->impl;
+  memset(&c->counters, 0, sizeof c->counters);
+  return BP_OK;
+}
+
+static bp_status cpu_read_counters(bp_network *net, bp_counters *out) {
+  *out = ((cpu_net *)net->impl)->counters;
+  return BP_OK;
+}
+
+static bp_status cpu_evaluate_chunk(bp_network *net, const bp_dataset *data, int start, int n) {
+  cpu_net *c = net->impl;
   const cpu_data *d = data->impl;
   const int out = data->n_out;
-  double sum = 0.0;
-  int64_t right = 0;
-  for (int start = 0; start < data->n; start += chunk) {
-    const int bn = data->n - start < chunk ? data->n - start : chunk;
-    forward_core(net, d->X + (size_t)start * data->n_in, bn);
-    const float *a = c->a[net->n_layers - 1];
-    const float *y = d->Y + (size_t)start * out;
-    for (int k = 0; k < bn; ++k) {
-      const float *ak = a + (size_t)k * out, *yk = y + (size_t)k * out;
-      for (int j = 0; j < out; ++j) sum += bp_cost_term(ak[j], yk[j]);
-      right += bp_example_correct(ak, yk, out, 1);
-    }
+  forward_core(net, d->X + (size_t)start * data->n_in, n);
+  const float *a = c->a[net->n_layers - 1];
+  const float *y = d->Y + (size_t)start * out;
+  double sum = c->counters.cost_sum;
+  int64_t right = c->counters.correct;
+  for (int k = 0; k < n; ++k) {
+    const float *ak = a + (size_t)k * out, *yk = y + (size_t)k * out;
+    for (int j = 0; j < out; ++j) sum += bp_cost_term(ak[j], yk[j]);
+    right += bp_example_correct(ak, yk, out, 1);
   }
-  *cost_sum = sum;
-  *correct = right;
+  c->counters.cost_sum = sum;
+  c->counters.correct = right;
+  return BP_OK;
+}
+
+static bp_status cpu_read_output(bp_network *net, int n, float *out) {
+  cpu_net *c = net->impl;
+  memcpy(out, c->a[net->n_layers - 1], sizeof(float) * (size_t)n * net->sizes[net->n_layers]);
   return BP_OK;
 }
 
@@ -454,13 +455,19 @@ const bp_backend_ops bp_cpu_ops = {
     .read_params = cpu_read_params,
     .write_params = cpu_write_params,
     .read_grads = cpu_read_grads,
-    .forward = cpu_forward,
-    .backward = cpu_backward,
-    .sgd_step = cpu_sgd_step,
     .dataset_init = cpu_dataset_init,
     .dataset_free = cpu_dataset_free,
-    .train_epoch = cpu_train_epoch,
-    .evaluate = cpu_evaluate,
-    .train_epoch_host = cpu_train_epoch_host,
-    /* No device: the device-pointer calls stay NULL (BP_ERR_UNSUPPORTED). */
+    .reserve = cpu_reserve,
+    .load = cpu_load,
+    .epoch_begin = cpu_epoch_begin,
+    .stage = cpu_stage,
+    .epoch_end = cpu_epoch_end,
+    .forward = cpu_forward,
+    .backward = cpu_backward,
+    .update = cpu_update,
+    .reset_counters = cpu_reset_counters,
+    .read_counters = cpu_read_counters,
+    .evaluate_chunk = cpu_evaluate_chunk,
+    .read_output = cpu_read_output,
+    /* No device: no train_step unit, no device-pointer calls. */
 };

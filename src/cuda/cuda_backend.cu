@@ -30,23 +30,29 @@
 extern "C" const bp_backend_ops bp_cuda_ops = {
     "cuda",               /* name */
     cuda_context_destroy, /* context_destroy */
-    cuda_network_init,    /* network_init */
+    cuda_network_init,    /* network_init: cuda_network.cu */
     cuda_network_free,    /* network_free */
     cuda_read_params,     /* read_params */
     cuda_write_params,    /* write_params */
     cuda_read_grads,      /* read_grads */
-    cuda_forward,         /* forward */
-    cuda_backward,        /* backward */
-    cuda_sgd_step,        /* sgd_step */
-    cuda_dataset_init,    /* dataset_init */
+    cuda_dataset_init,    /* dataset_init: cuda_dataset.cu */
     cuda_dataset_free,    /* dataset_free */
-    cuda_train_epoch,     /* train_epoch */
-    cuda_evaluate,        /* evaluate */
-    cuda_train_epoch_host, /* train_epoch_host: cuda_host_epoch.cu */
+    cuda_reserve,         /* reserve: cuda_network.cu */
+    cuda_load,            /* load: cuda_stage.cu */
+    cuda_epoch_begin,     /* epoch_begin */
+    cuda_stage,           /* stage */
+    cuda_epoch_end,       /* epoch_end */
+    cuda_forward,         /* forward: cuda_step.cu */
+    cuda_backward,        /* backward */
+    cuda_update,          /* update */
+    cuda_train_step,      /* train_step */
+    cuda_reset_counters,  /* reset_counters */
+    cuda_read_counters,   /* read_counters */
+    cuda_evaluate_chunk,  /* evaluate_chunk */
+    cuda_read_output,     /* read_output */
     cuda_check_math_mode, /* check_math_mode: cuda_gemm.cu */
-    cuda_forward_device,  /* forward_device: cuda_device_api.cu */
-    cuda_backward_device, /* backward_device */
-    cuda_train_batch_device, /* train_batch_device */
+    cuda_device_enter,    /* device_enter: cuda_device_api.cu */
+    cuda_device_leave,    /* device_leave */
 };
 
 /* Test hook behind bp_debug_inject_device_fault: a real sticky fault, caught

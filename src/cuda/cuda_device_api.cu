@@ -1,5 +1,9 @@
-/* cuda_device_api.cu - the device-pointer calls (backprop.h "Data already on
- * the GPU"): bp_forward_device, bp_backward_device, bp_train_batch_device.
+/* cuda_device_api.cu - what the device-pointer calls (backprop.h "Data
+ * already on the GPU": bp_forward_device, bp_backward_device,
+ * bp_train_batch_device) need of the CUDA backend beyond the step itself,
+ * which the engine runs (src/engine/step.c): checking the caller's stream
+ * and pointers, and joining the caller's stream (device_enter,
+ * device_leave).
  *
  * The caller's row-major X (n x s[0]) in device memory is, read
  * column-major, the s[0] x n input matrix of the workspace layout
@@ -12,8 +16,8 @@
  * The two events belong to the context (cuda_context.cu) and are re-recorded
  * by every call; a wait uses the state of the event's latest record at the
  * time of the wait call, so a later call re-recording them does not disturb
- * an earlier wait. The only host wait is cuda_ensure_capacity's when a
- * larger batch than any before needs a bigger workspace (it waits for the
+ * an earlier wait. The only host wait is the engine's reserve when a larger
+ * batch than any before needs a bigger workspace (it waits for the
  * context's own stream, never for the caller's).
  */
 #include "cuda_internal.h"
@@ -80,37 +84,8 @@ static bp_status check_pointer(bp_context *ctx, const void *p, const char *fn, c
   }
 }
 
-/* Queues the work on the context's stream: forward on X; with Y, the
- * backward pass (cost into scalars->cost, gradients into grads); with
- * train, the SGD update gated on the cost on the device; then the copies
- * of the outputs to out and of the cost to cost (each when not NULL).
- * cudaMemcpyDefault: out and cost are device memory as a rule, but
- * check_pointer also lets through managed and mapped pinned memory, whose
- * direction the runtime then works out from the addresses (unified
- * addressing). */
-static bp_status queue_work(bp_network *net, const float *X, const float *Y, int n, int train,
-                            float lr, float *out, float *cost) {
-  bp_context *ctx = net->ctx;
-  cudaStream_t stream = ctx_state(ctx)->stream;
-  cuda_network *cn = net_state(net);
-  const int L = net->n_layers;
-  bp_status st = cuda_run_forward(net, X, n);
-  if (st == BP_OK && Y != NULL) st = cuda_run_backward(net, X, Y, n, NULL, NULL);
-  if (st == BP_OK && train) st = cuda_run_update(net, lr, 1, NULL);
-  if (st != BP_OK) return st;
-  if (out != NULL)
-    BP_CUDA_CHECK(ctx, cudaMemcpyAsync(out, cn->ws.act[L - 1],
-                                       (size_t)net->sizes[L] * (size_t)n * sizeof(float),
-                                       cudaMemcpyDefault, stream));
-  if (cost != NULL)
-    BP_CUDA_CHECK(ctx, cudaMemcpyAsync(cost, &cn->scalars->cost, sizeof(float),
-                                       cudaMemcpyDefault, stream));
-  return BP_OK;
-}
-
-/* The three calls: checks, join, work, join back. */
-static bp_status device_call(bp_network *net, const char *fn, const float *X, const float *Y,
-                             int n, int train, float lr, float *out, float *cost, void *stream) {
+bp_status cuda_device_enter(bp_network *net, void *stream, const char *fn, const float *X,
+                            const float *Y, const float *out, const float *cost) {
   bp_context *ctx = net->ctx;
   cuda_context *cc = ctx_state(ctx);
   cudaStream_t user = (cudaStream_t)stream;
@@ -120,39 +95,42 @@ static bp_status device_call(bp_network *net, const char *fn, const float *X, co
   if (st == BP_OK && Y != NULL) st = check_pointer(ctx, Y, fn, "Y");
   if (st == BP_OK && out != NULL) st = check_pointer(ctx, out, fn, "out");
   if (st == BP_OK && cost != NULL) st = check_pointer(ctx, cost, fn, "cost");
-  if (st == BP_OK) st = cuda_ensure_capacity(net, n);
   if (st != BP_OK) return st;
-
   /* The work starts after everything the caller queued on its stream. */
   BP_CUDA_CHECK(ctx, cudaEventRecord(cc->caller_ready, user));
   BP_CUDA_CHECK(ctx, cudaStreamWaitEvent(cc->stream, cc->caller_ready, 0));
-  st = queue_work(net, X, Y, n, train, lr, out, cost);
-  /* The caller's later work starts after ours, also when queueing failed
-   * part-way: whatever was queued may still read X and Y. */
-  cudaError_t err = cudaEventRecord(cc->work_done, cc->stream);
-  const char *call = "cudaEventRecord";
-  if (err == cudaSuccess) {
-    err = cudaStreamWaitEvent(user, cc->work_done, 0);
-    call = "cudaStreamWaitEvent";
-  }
-  if (st != BP_OK) {
-    (void)cudaGetLastError(); /* the first failure is the one reported */
-    return st;
-  }
-  if (err != cudaSuccess) return bp_cuda_fail(ctx, err, call, __FILE__, __LINE__);
   return BP_OK;
 }
 
-bp_status cuda_forward_device(bp_network *net, const float *X, int n, float *out, void *stream) {
-  return device_call(net, "bp_forward_device", X, NULL, n, 0, 0.0f, out, NULL, stream);
-}
-
-bp_status cuda_backward_device(bp_network *net, const float *X, const float *Y, int n,
-                               float *cost, void *stream) {
-  return device_call(net, "bp_backward_device", X, Y, n, 0, 0.0f, NULL, cost, stream);
-}
-
-bp_status cuda_train_batch_device(bp_network *net, const float *X, const float *Y, int n, float lr,
-                                  float *cost, void *stream) {
-  return device_call(net, "bp_train_batch_device", X, Y, n, 1, lr, NULL, cost, stream);
+/* Queues the copies of the outputs to out and of the cost to cost (each
+ * when not NULL), then joins back. cudaMemcpyDefault: out and cost are
+ * device memory as a rule, but check_pointer also lets through managed and
+ * mapped pinned memory, whose direction the runtime then works out from the
+ * addresses (unified addressing). */
+bp_status cuda_device_leave(bp_network *net, void *stream, int n, float *out, float *cost,
+                            int failed) {
+  bp_context *ctx = net->ctx;
+  cuda_context *cc = ctx_state(ctx);
+  cuda_network *cn = net_state(net);
+  cudaStream_t user = (cudaStream_t)stream;
+  const int L = net->n_layers;
+  cudaError_t err = cudaSuccess;
+  const char *call = "cudaMemcpyAsync";
+  if (!failed && out != NULL)
+    err = cudaMemcpyAsync(out, cn->ws.act[L - 1], (size_t)net->sizes[L] * (size_t)n * sizeof(float),
+                          cudaMemcpyDefault, cc->stream);
+  if (!failed && err == cudaSuccess && cost != NULL)
+    err = cudaMemcpyAsync(cost, &cn->scalars->cost, sizeof(float), cudaMemcpyDefault, cc->stream);
+  /* The caller's later work starts after ours, also when queueing failed
+   * part-way: whatever was queued may still read X and Y. */
+  cudaError_t join = cudaEventRecord(cc->work_done, cc->stream);
+  if (join == cudaSuccess) join = cudaStreamWaitEvent(user, cc->work_done, 0);
+  if (failed) {
+    (void)cudaGetLastError(); /* the first failure is the one reported */
+    return BP_ERR_DEVICE;
+  }
+  if (err != cudaSuccess) return bp_cuda_fail(ctx, err, call, __FILE__, __LINE__);
+  if (join != cudaSuccess)
+    return bp_cuda_fail(ctx, join, "cudaEventRecord/cudaStreamWaitEvent", __FILE__, __LINE__);
+  return BP_OK;
 }

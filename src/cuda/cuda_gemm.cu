@@ -14,8 +14,8 @@
  *         float32 accumulation (CUBLAS_COMPUTE_32F) and float32 output.
  *         Master weights, activations and errors stay float32.
  *
- * Two implementations, chosen per network by the environment variable
- * BP_GEMM, read once when the network is created:
+ * Two implementations, chosen per network by its product path
+ * (bp_network_set_product_path), read at every product:
  *   cublas (default)  the cuBLAS handle of the context: cublasSgemm (FP32)
  *                     or cublasGemmEx (TF32, BF16). The reference path, and
  *                     the one verified on a GPU so far.
@@ -50,8 +50,6 @@
  * Hopper (cuBLAS guide, cublasSetWorkspace). */
 #define GEMM_LT_WORKSPACE_BYTES ((size_t)32 << 20)
 
-typedef enum gemm_impl { GEMM_CUBLAS = 0, GEMM_LT = 1 } gemm_impl;
-
 /* Everything that decides a plan; compared with memcmp, so always
  * memset to zero before it is filled. */
 typedef struct gemm_key {
@@ -69,9 +67,8 @@ typedef struct gemm_plan {
 } gemm_plan;
 
 typedef struct gemm_state {
-  gemm_impl impl;
-  cublasLtHandle_t lt;    /* GEMM_LT only */
-  void *workspace;        /* GEMM_LT only: GEMM_LT_WORKSPACE_BYTES */
+  cublasLtHandle_t lt;    /* made by the first cuBLASLt product; NULL before */
+  void *workspace;        /* with lt: GEMM_LT_WORKSPACE_BYTES */
   gemm_plan *plans;
   int n_plans, cap_plans;
   uint16_t *bf16[2];      /* BF16 operands A and B: bf16_count values each */
@@ -89,21 +86,24 @@ bp_status cuda_gemm_init(bp_network *net) {
   gemm_state *gs = (gemm_state *)cuda_host_calloc(ctx, sizeof *gs, "the product state", &st);
   if (gs == NULL) return st;
   net_state(net)->gemm = gs; /* from here cuda_gemm_free releases whatever exists */
-  const char *env = getenv("BP_GEMM");
-  if (env == NULL || env[0] == '\0' || strcmp(env, "cublas") == 0) {
-    gs->impl = GEMM_CUBLAS;
-  } else if (strcmp(env, "lt") == 0) {
-    gs->impl = GEMM_LT;
-  } else {
-    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
-                    "the environment variable BP_GEMM is \"%.64s\"; expected \"cublas\" (the "
-                    "default) or \"lt\"",
-                    env);
-  }
-  if (gs->impl == GEMM_LT) {
-    BP_CUBLAS_CHECK(ctx, cublasLtCreate(&gs->lt));
-    st = DEVICE_ALLOC(ctx, &gs->workspace, GEMM_LT_WORKSPACE_BYTES, "the cuBLASLt workspace");
-    if (st != BP_OK) return st;
+  return BP_OK;
+}
+
+/* The cuBLASLt handle and workspace, made when the product path first asks
+ * for them: never inside a capture, since a graph key's first run (and an
+ * options change makes a new key) runs uncaptured. */
+static bp_status ensure_lt(bp_network *net, gemm_state *gs) {
+  if (gs->lt != NULL) return BP_OK;
+  bp_context *ctx = net->ctx;
+  bp_status st =
+      DEVICE_ALLOC(ctx, &gs->workspace, GEMM_LT_WORKSPACE_BYTES, "the cuBLASLt workspace");
+  if (st != BP_OK) return st;
+  cublasStatus_t cs = cublasLtCreate(&gs->lt);
+  if (cs != CUBLAS_STATUS_SUCCESS) {
+    gs->lt = NULL;
+    cuda_device_free_quiet(gs->workspace);
+    gs->workspace = NULL;
+    return bp_cublas_fail(ctx, cs, "cublasLtCreate", __FILE__, __LINE__);
   }
   return BP_OK;
 }
@@ -402,12 +402,15 @@ bp_status cuda_gemm(bp_network *net, cublasOperation_t ta, cublasOperation_t tb,
                       "batch)",
                       ca, cb, gs->bf16_count);
     cudaStream_t stream = ctx_state(ctx)->stream;
-    BP_LAUNCH_CHECK(ctx, bp_launch_float_to_bf16(A, gs->bf16[0], ca, stream));
-    BP_LAUNCH_CHECK(ctx, bp_launch_float_to_bf16(B, gs->bf16[1], cb, stream));
+    NET_LAUNCH(net, bp_launch_float_to_bf16(A, gs->bf16[0], ca, stream));
+    NET_LAUNCH(net, bp_launch_float_to_bf16(B, gs->bf16[1], cb, stream));
     a = gs->bf16[0];
     b = gs->bf16[1];
   }
-  if (gs->impl == GEMM_LT) {
+  ++net->launches; /* one product, however many kernels the library runs for it */
+  if (net->products == BP_PRODUCTS_CUBLASLT) {
+    bp_status st = ensure_lt(net, gs);
+    if (st != BP_OK) return st;
     gemm_key key;
     memset(&key, 0, sizeof key);
     key.ta = (int)ta;
@@ -424,7 +427,7 @@ bp_status cuda_gemm(bp_network *net, cublasOperation_t ta, cublasOperation_t tb,
     key.align_b = address_alignment(b);
     key.align_c = address_alignment(C);
     gemm_plan *p = NULL;
-    bp_status st = find_plan(net, gs, &key, &p);
+    st = find_plan(net, gs, &key, &p);
     if (st != BP_OK) return st;
     if (p->use_lt) {
       BP_CUBLAS_CHECK(ctx, cublasLtMatmul(gs->lt, p->desc, &alpha, a, p->a, b, p->b, &beta, C,

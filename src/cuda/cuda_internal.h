@@ -3,11 +3,13 @@
  * behind the handles and the helpers every entry point uses. Not installed.
  *
  * Files: cuda_util.cu (allocation, device selection), cuda_context.cu,
- * cuda_network.cu (parameters, workspace), cuda_gemm.cu (the products),
- * cuda_step.cu (forward, backward and update of one batch, graphs),
- * cuda_train.cu (host-array calls, data sets, epochs, evaluation),
- * cuda_device_api.cu (device-pointer calls), cuda_host_epoch.cu (the
- * host-streamed epoch) and cuda_backend.cu (the ops table).
+ * cuda_network.cu (parameters, workspace), cuda_dataset.cu (data sets),
+ * cuda_gemm.cu (the products), cuda_stage.cu (batches into the workspace:
+ * host copies, device gathers, the host-streamed epoch's double buffers),
+ * cuda_step.cu (forward, backward, update, counters, graphs),
+ * cuda_device_api.cu (joining a caller's stream) and cuda_backend.cu (the
+ * ops table). The engine (src/engine/) drives them; nothing here loops over
+ * an epoch's batches.
  */
 #ifndef BP_CUDA_INTERNAL_H
 #define BP_CUDA_INTERNAL_H
@@ -33,7 +35,7 @@ typedef struct cuda_context {
    * the caller's stream and waited on by `stream`; work_done is recorded on
    * `stream` after the work and waited on by the caller's stream. */
   cudaEvent_t caller_ready, work_done;
-  /* Host-streamed epoch (cuda_host_epoch.cu): a second non-blocking stream
+  /* Host-streamed epoch (cuda_stage.cu): a second non-blocking stream
    * for the host-to-device copies, and per staging set s (0, 1): copied[s],
    * recorded on copy_stream after the batch's copy into set s, and
    * consumed[s], recorded on `stream` after the last work that reads set s. */
@@ -52,7 +54,6 @@ typedef struct cuda_scalars {
   int skipped;                /* epoch: batches whose update was not applied */
   int update_bad;             /* the last SGD check found an update that overflows */
   unsigned ticket;            /* fused kernels' last-block counter; 0 between launches */
-  int batch_start;            /* epoch with graphs or fused kernels: the next batch's offset */
 } cuda_scalars;
 
 /* Buffers for batches of up to `capacity` examples (0: none). */
@@ -60,6 +61,7 @@ typedef struct cuda_workspace {
   int capacity;
   float *x;              /* s[0] x capacity: the input (a_0) */
   float *y;              /* s[L] x capacity: the targets */
+  int has_z;             /* z allocated: the reference kernels need it */
   float **z;             /* L (host array): z[i] is layer i's pre-activation, s[i+1] x capacity;
                             NULL with the fused kernels, which keep none */
   float **act;           /* L (host array): act[i] = sigmoid(z[i]), layer i's output */
@@ -74,17 +76,12 @@ typedef struct cuda_network {
   float *grads;  /* n_params, same layout */
   cuda_scalars *scalars;
   int delta_width;      /* widest layer after the input: s[1..L] */
-  /* Which kernels run the step, fixed at creation from the environment
-   * variable BP_KERNELS: 0 = "reference" (activation.cu, errors.cu,
-   * reduce.cu; keeps z), 1 = "fused" (fused.cu; a written over z, no z
-   * buffers, reductions fused into the error kernels). */
-  int fused;
   cuda_workspace ws;    /* in use */
   cuda_workspace fresh; /* being allocated while ws grows; empty otherwise */
   unsigned ws_serial;   /* changes whenever the workspace is reallocated */
   void *gemm;           /* cuda_gemm.cu's state (plans, workspace) */
   void *graphs;         /* cuda_step.cu's captured graphs */
-  void *host_stage;     /* cuda_host_epoch.cu's staging buffers (NULL: none yet) */
+  void *host_stage;     /* cuda_stage.cu's staging buffers (NULL: none yet) */
 } cuda_network;
 
 typedef struct cuda_dataset {
@@ -97,33 +94,50 @@ static inline cuda_context *ctx_state(const bp_context *ctx) { return (cuda_cont
 static inline cuda_network *net_state(const bp_network *net) { return (cuda_network *)net->impl; }
 static inline cuda_dataset *data_state(const bp_dataset *data) { return (cuda_dataset *)data->impl; }
 
+/* The fused kernels (bp_network.kernels): a written over z, no z buffers,
+ * reductions fused into the error kernels. */
+static inline int uses_fused(const bp_network *net) { return net->kernels == BP_KERNELS_FUSED; }
+
+/* Counts one piece of device work the host issued (bp_epoch_stats.launches)
+ * and checks its launch. */
+#define NET_LAUNCH(net, call)   \
+  do {                          \
+    ++(net)->launches;          \
+    BP_LAUNCH_CHECK((net)->ctx, call); \
+  } while (0)
+
 /* ---- The ops of bp_cuda_ops (cuda_backend.cu lists them) ---------------------- */
 void cuda_context_destroy(bp_context *ctx);
+/* cuda_network.cu */
 bp_status cuda_network_init(bp_network *net);
 void cuda_network_free(bp_network *net);
 bp_status cuda_read_params(const bp_network *net, size_t offset, size_t count, float *dst);
 bp_status cuda_write_params(bp_network *net, size_t offset, size_t count, const float *src);
 bp_status cuda_read_grads(const bp_network *net, size_t offset, size_t count, float *dst);
-bp_status cuda_forward(bp_network *net, const float *X, int n, float *out);
-bp_status cuda_backward(bp_network *net, const float *X, const float *Y, int n, float *cost);
-bp_status cuda_sgd_step(bp_network *net, float lr);
+bp_status cuda_reserve(bp_network *net, int n);
+/* cuda_dataset.cu */
 bp_status cuda_dataset_init(bp_dataset *data, const float *X, const float *Y);
 void cuda_dataset_free(bp_dataset *data);
-bp_status cuda_train_epoch(bp_network *net, const bp_dataset *data, int batch_size, float lr,
-                           const int32_t *perm, const bp_epoch_progress *progress,
-                           double *cost_sum, int *skipped, int *examples_done);
-bp_status cuda_evaluate(bp_network *net, const bp_dataset *data, double *cost_sum,
-                        int64_t *correct);
-/* cuda_host_epoch.cu */
-bp_status cuda_train_epoch_host(bp_network *net, const float *X, const float *Y, int n,
-                                int batch_size, float lr, const int32_t *perm, double *cost_sum,
-                                int *skipped);
+/* cuda_stage.cu */
+bp_status cuda_load(bp_network *net, const float *X, const float *Y, int n, bp_batch *out);
+bp_status cuda_epoch_begin(bp_network *net, const bp_epoch_source *src, int batch);
+bp_status cuda_stage(bp_network *net, const bp_epoch_source *src, int start, int n, int slot,
+                     bp_batch *out);
+void cuda_epoch_end(bp_network *net, const bp_epoch_source *src);
+/* cuda_step.cu */
+bp_status cuda_forward(bp_network *net, const bp_batch *b);
+bp_status cuda_backward(bp_network *net, const bp_batch *b, int accumulate);
+bp_status cuda_update(bp_network *net, float lr, int gate_on_cost, int count_skip);
+bp_status cuda_train_step(bp_network *net, const bp_batch *b, float lr);
+bp_status cuda_reset_counters(bp_network *net);
+bp_status cuda_read_counters(bp_network *net, bp_counters *out);
+bp_status cuda_evaluate_chunk(bp_network *net, const bp_dataset *data, int start, int n);
+bp_status cuda_read_output(bp_network *net, int n, float *out);
 /* cuda_device_api.cu; stream is the caller's cudaStream_t. */
-bp_status cuda_forward_device(bp_network *net, const float *X, int n, float *out, void *stream);
-bp_status cuda_backward_device(bp_network *net, const float *X, const float *Y, int n,
-                               float *cost, void *stream);
-bp_status cuda_train_batch_device(bp_network *net, const float *X, const float *Y, int n, float lr,
-                                  float *cost, void *stream);
+bp_status cuda_device_enter(bp_network *net, void *stream, const char *fn, const float *X,
+                            const float *Y, const float *out, const float *cost);
+bp_status cuda_device_leave(bp_network *net, void *stream, int n, float *out, float *cost,
+                            int failed);
 
 /* ---- Helpers (cuda_util.cu) ------------------------------------------------ */
 
@@ -143,52 +157,15 @@ void cuda_device_free_quiet(void *p);
 
 /* ---- Network (cuda_network.cu) ---------------------------------------------- */
 
-/* Makes room for batches of n examples. Grow-only; the old workspace stays
- * in use until the new one is complete. Waits for the stream when it grows. */
+/* Makes room for batches of n examples (cuda_reserve). Grow-only; the old
+ * workspace stays in use until the new one is complete. Waits for the
+ * stream when it grows, or when the kernel path needs z buffers the
+ * workspace lacks. */
 bp_status cuda_ensure_capacity(bp_network *net, int n);
 
-/* ---- One batch (cuda_step.cu) ----------------------------------------------- */
-
-/* Layer by layer: Z_i = W_i A_i, then a = sigmoid(z + b).
- * x: s[0] x n input (the workspace's x, or a data set's columns). Queued on
- * the context's stream; nothing waits. */
-bp_status cuda_run_forward(bp_network *net, const float *x, int n);
-/* After cuda_run_forward on (x, n): the output error, the batch cost into
- * scalars->cost (with the optional device-side accumulation of
- * bp_launch_cost), then for each layer from the last: dW_i, db_i into grads,
- * and the error of the layer below. y: s[L] x n targets. */
-bp_status cuda_run_backward(bp_network *net, const float *x, const float *y, int n,
-                            double *cost_acc, int *skipped);
-/* The guarded SGD update after cuda_run_backward: clears scalars->update_bad,
- * checks, and applies unless scalars->cost is not finite (when gate_on_cost)
- * or the update overflows; skipped (may be NULL) counts the skips. */
-bp_status cuda_run_update(bp_network *net, float lr, int gate_on_cost, int *skipped);
-
-/* One batch of an epoch on a data set in device memory. */
-typedef struct cuda_epoch_batch {
-  const float *X, *Y;   /* the data set, n_in x n_total and n_out x n_total */
-  int n_in, n_out;
-  const int32_t *perm;  /* the epoch's permutation, on the device */
-  int bn;               /* examples in this batch */
-  float lr;
-} cuda_epoch_batch;
-/* The next batch of the epoch, from offset scalars->batch_start (zeroed at
- * the start of the epoch; moved on by bn): gather, forward, backward with
- * the accumulation into scalars->cost_sum/skipped, guarded update. Replayed
- * from a CUDA graph when net->cuda_graphs is on. */
-bp_status cuda_epoch_step(bp_network *net, const cuda_epoch_batch *b);
-/* One training step on batch columns already in device memory (x: s[0] x n,
- * y: s[L] x n): forward, backward with the accumulation into
- * scalars->cost_sum/skipped, guarded update; replayed from a CUDA graph when
- * net->cuda_graphs is on (a graph per (x, y, n, lr)). */
-bp_status cuda_train_step_xy(bp_network *net, const float *x, const float *y, int n, float lr);
-/* cuda_run_forward on the workspace's x, replayed from a CUDA graph when
- * net->cuda_graphs is on. */
-bp_status cuda_forward_ws(bp_network *net, int n);
-/* Releases the host-streamed epoch's staging buffers (cuda_host_epoch.cu);
+/* Releases the host-streamed epoch's staging buffers (cuda_stage.cu);
  * called by cuda_network_free after the context's stream is idle. */
-void cuda_host_epoch_free(bp_network *net);
-
+void cuda_stage_free(bp_network *net);
 /* Releases the captured graphs (cuda_step.cu). */
 void cuda_graphs_free(bp_network *net);
 
@@ -202,7 +179,9 @@ bp_status cuda_gemm(bp_network *net, cublasOperation_t ta, cublasOperation_t tb,
                     int k, float alpha, const float *A, int lda, const float *B, int ldb,
                     float beta, float *C, int ldc);
 /* Per-network product state (plan cache, workspace): created with the
- * network, released with it. */
+ * network, released with it. The cuBLASLt handle and workspace are made
+ * when the product path first asks for them (outside any capture: a graph
+ * key's first run is never captured). */
 bp_status cuda_gemm_init(bp_network *net);
 void cuda_gemm_free(bp_network *net);
 /* Makes room for products over batches of up to n examples (scratch for

@@ -24,19 +24,6 @@ bp_status cuda_network_init(bp_network *net) {
   cn->ws.act = arrays + L;
   cn->fresh.z = arrays + 2 * L;
   cn->fresh.act = arrays + 3 * L;
-  /* The kernel path: a developer's switch, for the tests and benchmarks
-   * that compare the two. An unknown value is an error, not a silent
-   * default. */
-  const char *kernels = getenv("BP_KERNELS");
-  if (kernels != NULL && *kernels != '\0' && strcmp(kernels, "reference") != 0 &&
-      strcmp(kernels, "fused") != 0) {
-    free(cn);
-    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
-                    "environment variable BP_KERNELS=\"%s\": expected \"reference\" or "
-                    "\"fused\"",
-                    kernels);
-  }
-  cn->fused = kernels != NULL && strcmp(kernels, "fused") == 0;
   cn->delta_width = 1;
   for (int i = 1; i <= L; ++i)
     if (net->sizes[i] > cn->delta_width) cn->delta_width = net->sizes[i];
@@ -72,7 +59,7 @@ void cuda_network_free(bp_network *net) {
   /* Work queued on the stream may still use these buffers. */
   if (ctx_state(ctx) != NULL) (void)cudaStreamSynchronize(ctx_state(ctx)->stream);
   cuda_graphs_free(net);
-  cuda_host_epoch_free(net);
+  cuda_stage_free(net);
   cuda_gemm_free(net);
   free_workspace(net, &cn->ws);
   free_workspace(net, &cn->fresh);
@@ -135,6 +122,7 @@ static void free_workspace(const bp_network *net, cuda_workspace *ws) {
   ws->x = ws->y = ws->delta[0] = ws->delta[1] = ws->bias_partials = NULL;
   ws->cost_partials = NULL;
   ws->capacity = 0;
+  ws->has_z = 0;
 }
 
 /* Allocates every buffer of ws for `cap` examples; on failure frees what it
@@ -151,7 +139,7 @@ static bp_status alloc_workspace(const bp_network *net, const cuda_network *cn, 
     st = DEVICE_ALLOC(ctx, &ws->y, (size_t)net->sizes[L] * n * sizeof(float), "the batch targets");
   for (int i = 0; i < L && st == BP_OK; ++i) {
     size_t bytes = (size_t)net->sizes[i + 1] * n * sizeof(float);
-    if (!cn->fused) st = DEVICE_ALLOC(ctx, &ws->z[i], bytes, "pre-activations");
+    if (!uses_fused(net)) st = DEVICE_ALLOC(ctx, &ws->z[i], bytes, "pre-activations");
     if (st == BP_OK) st = DEVICE_ALLOC(ctx, &ws->act[i], bytes, "activations");
   }
   for (int k = 0; k < 2 && st == BP_OK; ++k)
@@ -172,6 +160,7 @@ static bp_status alloc_workspace(const bp_network *net, const cuda_network *cn, 
     return st;
   }
   ws->capacity = cap;
+  ws->has_z = !uses_fused(net);
   return BP_OK;
 }
 
@@ -180,7 +169,11 @@ static bp_status alloc_workspace(const bp_network *net, const cuda_network *cn, 
 bp_status cuda_ensure_capacity(bp_network *net, int n) {
   bp_context *ctx = net->ctx;
   cuda_network *cn = net_state(net);
-  if (n <= cn->ws.capacity) return BP_OK;
+  /* The reference kernels read z: a workspace made for the fused ones is
+   * made again, at least as large. */
+  const int need_z = !uses_fused(net) && !cn->ws.has_z;
+  if (n <= cn->ws.capacity && !need_z) return BP_OK;
+  if (n < cn->ws.capacity) n = cn->ws.capacity;
   bp_status st = alloc_workspace(net, cn, &cn->fresh, n);
   if (st != BP_OK) return st;
   st = cuda_gemm_reserve(net, n);
@@ -200,5 +193,12 @@ bp_status cuda_ensure_capacity(bp_network *net, int n) {
   cn->fresh = t;
   ++cn->ws_serial; /* captured graphs hold the old pointers */
   return BP_OK;
+}
+
+
+bp_status cuda_reserve(bp_network *net, int n) {
+  bp_status st = cuda_enter(net->ctx);
+  if (st != BP_OK) return st;
+  return cuda_ensure_capacity(net, n);
 }
 

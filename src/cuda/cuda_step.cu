@@ -1,9 +1,10 @@
 /*
- * cuda_step.cu - the work of one batch: forward, backward, update, queued on
- * the context's stream (nothing here waits), and the CUDA graphs that replay
- * a whole training step or forward pass.
+ * cuda_step.cu - the engine's step primitives on CUDA: forward, backward,
+ * update and the whole training step, queued on the context's stream
+ * (nothing here waits); the CUDA graphs that replay a training step or a
+ * forward pass; the counters, evaluation and outputs.
  *
- * Two kernel paths (cuda_network.fused, from BP_KERNELS at creation):
+ * Two kernel paths (bp_network.kernels, bp_network_set_kernel_path):
  *   reference  per layer: GEMM, bias_sigmoid (keeps z); backward: output
  *              error, cost (2 kernels), then per layer GEMM dW, bias grad
  *              (2 kernels), GEMM G, hidden error.
@@ -18,7 +19,7 @@
 
 /* ---- Forward and backward ---------------------------------------------------- */
 
-bp_status cuda_run_forward(bp_network *net, const float *x, int n) {
+static bp_status run_forward(bp_network *net, const float *x, int n) {
   bp_context *ctx = net->ctx;
   cuda_context *cc = ctx_state(ctx);
   cuda_network *cn = net_state(net);
@@ -28,23 +29,27 @@ bp_status cuda_run_forward(bp_network *net, const float *x, int n) {
     int fan_in = net->sizes[i], width = net->sizes[i + 1];
     const float *W = cn->params + net->w_offset[i];
     const float *b = cn->params + net->b_offset[i];
-    float *product = cn->fused ? cn->ws.act[i] : cn->ws.z[i];
+    float *product = uses_fused(net) ? cn->ws.act[i] : cn->ws.z[i];
     /* W_i stored row-major (width x fan_in) is W_i^T column-major with ld
      * fan_in: Z (width x n) = op_T(W^T) * A (fan_in x n). */
     st = cuda_gemm(net, CUBLAS_OP_T, CUBLAS_OP_N, width, n, fan_in, 1.0f, W, fan_in, in, fan_in,
                    0.0f, product, width);
     if (st != BP_OK) return st;
-    if (cn->fused)
-      BP_LAUNCH_CHECK(ctx, bp_launch_bias_sigmoid_inplace(product, b, width, n, cc->stream));
+    if (uses_fused(net))
+      NET_LAUNCH(net, bp_launch_bias_sigmoid_inplace(product, b, width, n, cc->stream));
     else
-      BP_LAUNCH_CHECK(ctx, bp_launch_bias_sigmoid(product, cn->ws.act[i], b, width, n, cc->stream));
+      NET_LAUNCH(net, bp_launch_bias_sigmoid(product, cn->ws.act[i], b, width, n, cc->stream));
     in = cn->ws.act[i];
   }
   return BP_OK;
 }
 
-bp_status cuda_run_backward(bp_network *net, const float *x, const float *y, int n,
-                            double *cost_acc, int *skipped) {
+/* After run_forward on (x, n): the output error, the batch cost into
+ * scalars->cost (added to *cost_acc when finite, else counted in *skipped;
+ * either may be NULL), then for each layer from the last: dW_i, db_i into
+ * grads, and the error of the layer below. */
+static bp_status run_backward(bp_network *net, const float *x, const float *y, int n,
+                              double *cost_acc, int *skipped) {
   bp_context *ctx = net->ctx;
   cuda_context *cc = ctx_state(ctx);
   cuda_network *cn = net_state(net);
@@ -55,16 +60,16 @@ bp_status cuda_run_backward(bp_network *net, const float *x, const float *y, int
   const size_t out_count = (size_t)out_width * (size_t)n;
   int cur = 0;
 
-  if (cn->fused) {
-    BP_LAUNCH_CHECK(ctx, bp_launch_output_error_fused(
+  if (uses_fused(net)) {
+    NET_LAUNCH(net, bp_launch_output_error_fused(
                              cn->ws.act[L - 1], y, cn->ws.delta[cur], out_width, n,
                              cn->ws.bias_partials, cn->grads + net->b_offset[L - 1],
                              cn->ws.cost_partials, &cn->scalars->cost, cost_acc, skipped,
                              &cn->scalars->ticket, cc->stream));
   } else {
-    BP_LAUNCH_CHECK(ctx, bp_launch_output_error(cn->ws.act[L - 1], y, cn->ws.z[L - 1],
+    NET_LAUNCH(net, bp_launch_output_error(cn->ws.act[L - 1], y, cn->ws.z[L - 1],
                                                 cn->ws.delta[cur], out_count, cc->stream));
-    BP_LAUNCH_CHECK(ctx, bp_launch_cost(cn->ws.act[L - 1], y, out_width, n, cn->ws.cost_partials,
+    NET_LAUNCH(net, bp_launch_cost(cn->ws.act[L - 1], y, out_width, n, cn->ws.cost_partials,
                                         &cn->scalars->cost, cost_acc, skipped, cc->stream));
   }
   for (int i = L - 1; i >= 0; --i) {
@@ -80,8 +85,8 @@ bp_status cuda_run_backward(bp_network *net, const float *x, const float *y, int
                    width, 0.0f, dW, fan_in);
     if (st != BP_OK) return st;
     /* The fused kernels computed db with delta itself. */
-    if (!cn->fused)
-      BP_LAUNCH_CHECK(ctx,
+    if (!uses_fused(net))
+      NET_LAUNCH(net,
                       bp_launch_bias_grad(delta, width, n, cn->ws.bias_partials, db, cc->stream));
     if (i > 0) {
       /* G (fan_in x n) = W_i^T (fan_in x width, stored as is) * Delta_i. */
@@ -90,13 +95,13 @@ bp_status cuda_run_backward(bp_network *net, const float *x, const float *y, int
                      width, 0.0f, g, fan_in);
       if (st != BP_OK) return st;
       /* The layer below has width fan_in = s[i]; its output is act[i-1]. */
-      if (cn->fused)
-        BP_LAUNCH_CHECK(ctx, bp_launch_hidden_error_fused(
+      if (uses_fused(net))
+        NET_LAUNCH(net, bp_launch_hidden_error_fused(
                                  g, cn->ws.act[i - 1], g, fan_in, n, cn->ws.bias_partials,
                                  cn->grads + net->b_offset[i - 1], &cn->scalars->ticket,
                                  cc->stream));
       else
-        BP_LAUNCH_CHECK(ctx, bp_launch_hidden_error(g, cn->ws.z[i - 1], g,
+        NET_LAUNCH(net, bp_launch_hidden_error(g, cn->ws.z[i - 1], g,
                                                     (size_t)fan_in * (size_t)n, cc->stream));
       cur = 1 - cur;
     }
@@ -104,38 +109,20 @@ bp_status cuda_run_backward(bp_network *net, const float *x, const float *y, int
   return BP_OK;
 }
 
-bp_status cuda_run_update(bp_network *net, float lr, int gate_on_cost, int *skipped) {
+/* The guarded SGD update: clears scalars->update_bad, checks, and applies
+ * unless scalars->cost is not finite (when gate_on_cost) or the update
+ * overflows; skipped (may be NULL) counts the latter. */
+static bp_status run_update(bp_network *net, float lr, int gate_on_cost, int *skipped) {
   bp_context *ctx = net->ctx;
   cudaStream_t stream = ctx_state(ctx)->stream;
   cuda_network *cn = net_state(net);
   cuda_scalars *sc = cn->scalars;
   BP_CUDA_CHECK(ctx, cudaMemsetAsync(&sc->update_bad, 0, sizeof sc->update_bad, stream));
-  BP_LAUNCH_CHECK(ctx, bp_launch_sgd_check(cn->params, cn->grads, net->n_params, lr,
+  NET_LAUNCH(net, bp_launch_sgd_check(cn->params, cn->grads, net->n_params, lr,
                                            &sc->update_bad, stream));
-  BP_LAUNCH_CHECK(ctx, bp_launch_sgd(cn->params, cn->grads, net->n_params, lr,
+  NET_LAUNCH(net, bp_launch_sgd(cn->params, cn->grads, net->n_params, lr,
                                      gate_on_cost ? &sc->cost : NULL, &sc->update_bad, skipped,
                                      stream));
-  return BP_OK;
-}
-
-/* ---- A training step on a data set ---------------------------------------------- */
-
-/* Gather (the offset on the device), forward, backward with the epoch's
- * accumulation, update, and the offset moved on: the sequence a graph
- * captures, and also what runs uncaptured. */
-static bp_status queue_epoch_step(bp_network *net, const cuda_epoch_batch *b) {
-  bp_context *ctx = net->ctx;
-  cuda_network *cn = net_state(net);
-  cuda_scalars *sc = cn->scalars;
-  cudaStream_t stream = ctx_state(ctx)->stream;
-  BP_LAUNCH_CHECK(ctx, bp_launch_gather_at(b->X, b->Y, b->n_in, b->n_out, b->perm,
-                                           &sc->batch_start, b->bn, cn->ws.x, cn->ws.y, stream));
-  bp_status st = cuda_run_forward(net, cn->ws.x, b->bn);
-  if (st == BP_OK) st = cuda_run_backward(net, cn->ws.x, cn->ws.y, b->bn, &sc->cost_sum,
-                                          &sc->skipped);
-  if (st == BP_OK) st = cuda_run_update(net, b->lr, 1, &sc->skipped);
-  if (st != BP_OK) return st;
-  BP_LAUNCH_CHECK(ctx, bp_launch_advance(&sc->batch_start, b->bn, stream));
   return BP_OK;
 }
 
@@ -150,13 +137,13 @@ static bp_status queue_epoch_step(bp_network *net, const cuda_epoch_batch *b) {
 
 #define GRAPH_SLOTS 8
 
-typedef enum graph_kind { GRAPH_EPOCH_STEP = 1, GRAPH_FORWARD = 2, GRAPH_TRAIN_XY = 3 } graph_kind;
+typedef enum graph_kind { GRAPH_FORWARD = 1, GRAPH_TRAIN_STEP = 2 } graph_kind;
 
 typedef struct graph_key {
   graph_kind kind;
   int n;
   uint32_t lr_bits;
-  const void *p[3];
+  const void *p[2];
   unsigned ws_serial, options_serial;
 } graph_key;
 
@@ -174,7 +161,7 @@ typedef struct cuda_graphs {
 
 static int key_equal(const graph_key *a, const graph_key *b) {
   return a->kind == b->kind && a->n == b->n && a->lr_bits == b->lr_bits && a->p[0] == b->p[0] &&
-         a->p[1] == b->p[1] && a->p[2] == b->p[2] && a->ws_serial == b->ws_serial &&
+         a->p[1] == b->p[1] && a->ws_serial == b->ws_serial &&
          a->options_serial == b->options_serial;
 }
 
@@ -223,8 +210,10 @@ static bp_status run_graphed(bp_network *net, const graph_key *key, queue_fn que
   if (slot->uncapturable) return queue(net, arg);
   if (slot->exec == NULL) { /* second sight: capture */
     cudaGraph_t graph = NULL;
+    const long long launches = net->launches; /* captured work is not launched */
     BP_CUDA_CHECK(ctx, cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     st = queue(net, arg);
+    net->launches = launches;
     cudaError_t end = cudaStreamEndCapture(stream, &graph);
     if (st == BP_OK && end != cudaSuccess)
       st = bp_cuda_fail(ctx, end, "cudaStreamEndCapture", __FILE__, __LINE__);
@@ -249,7 +238,7 @@ static bp_status run_graphed(bp_network *net, const graph_key *key, queue_fn que
       return queue(net, arg);
     }
   }
-  BP_CUDA_CHECK(ctx, cudaGraphLaunch(slot->exec, stream));
+  NET_LAUNCH(net, cudaGraphLaunch(slot->exec, stream));
   if (key->kind != GRAPH_FORWARD) ++net->stats.graph_replays;
   return BP_OK;
 }
@@ -260,68 +249,127 @@ static uint32_t float_bits(float f) {
   return u;
 }
 
-static bp_status queue_epoch_step_arg(bp_network *net, const void *arg) {
-  return queue_epoch_step(net, (const cuda_epoch_batch *)arg);
-}
+/* ---- The engine's primitives ------------------------------------------------------ */
 
-bp_status cuda_epoch_step(bp_network *net, const cuda_epoch_batch *b) {
-  if (!net->cuda_graphs) return queue_epoch_step(net, b);
-  graph_key key;
-  memset(&key, 0, sizeof key);
-  key.kind = GRAPH_EPOCH_STEP;
-  key.n = b->bn;
-  key.lr_bits = float_bits(b->lr);
-  key.p[0] = b->X;
-  key.p[1] = b->Y;
-  key.p[2] = b->perm;
-  key.ws_serial = net_state(net)->ws_serial;
-  key.options_serial = net->options_serial;
-  return run_graphed(net, &key, queue_epoch_step_arg, b);
-}
-
-static bp_status queue_forward_ws(bp_network *net, const void *arg) {
-  return cuda_run_forward(net, net_state(net)->ws.x, *(const int *)arg);
-}
-
-bp_status cuda_forward_ws(bp_network *net, int n) {
-  if (!net->cuda_graphs) return cuda_run_forward(net, net_state(net)->ws.x, n);
-  graph_key key;
-  memset(&key, 0, sizeof key);
-  key.kind = GRAPH_FORWARD;
-  key.n = n;
-  key.ws_serial = net_state(net)->ws_serial;
-  key.options_serial = net->options_serial;
-  return run_graphed(net, &key, queue_forward_ws, &n);
-}
-
-/* ---- A training step on staged columns ------------------------------------------ */
-
-typedef struct train_xy {
+typedef struct step_args {
   const float *x, *y;
   int n;
   float lr;
-} train_xy;
+} step_args;
 
-static bp_status queue_train_xy(bp_network *net, const void *arg) {
-  const train_xy *t = (const train_xy *)arg;
+static bp_status queue_forward(bp_network *net, const void *arg) {
+  const step_args *t = (const step_args *)arg;
+  return run_forward(net, t->x, t->n);
+}
+
+bp_status cuda_forward(bp_network *net, const bp_batch *b) {
+  bp_status st = cuda_enter(net->ctx);
+  if (st != BP_OK) return st;
+  const step_args t = {b->x, NULL, b->n, 0.0f};
+  if (!net->cuda_graphs) return queue_forward(net, &t);
+  graph_key key;
+  memset(&key, 0, sizeof key);
+  key.kind = GRAPH_FORWARD;
+  key.n = b->n;
+  key.p[0] = b->x;
+  key.ws_serial = net_state(net)->ws_serial;
+  key.options_serial = net->options_serial;
+  return run_graphed(net, &key, queue_forward, &t);
+}
+
+bp_status cuda_backward(bp_network *net, const bp_batch *b, int accumulate) {
   cuda_scalars *sc = net_state(net)->scalars;
-  bp_status st = cuda_run_forward(net, t->x, t->n);
-  if (st == BP_OK) st = cuda_run_backward(net, t->x, t->y, t->n, &sc->cost_sum, &sc->skipped);
-  if (st == BP_OK) st = cuda_run_update(net, t->lr, 1, &sc->skipped);
+  return run_backward(net, b->x, b->y, b->n, accumulate ? &sc->cost_sum : NULL,
+                      accumulate ? &sc->skipped : NULL);
+}
+
+bp_status cuda_update(bp_network *net, float lr, int gate_on_cost, int count_skip) {
+  bp_status st = cuda_enter(net->ctx);
+  if (st != BP_OK) return st;
+  return run_update(net, lr, gate_on_cost, count_skip ? &net_state(net)->scalars->skipped : NULL);
+}
+
+/* Forward, backward with the epoch's accumulation into scalars->cost_sum
+ * and skipped, guarded update: the sequence a graph captures, and also what
+ * runs uncaptured. */
+static bp_status queue_train_step(bp_network *net, const void *arg) {
+  const step_args *t = (const step_args *)arg;
+  cuda_scalars *sc = net_state(net)->scalars;
+  bp_status st = run_forward(net, t->x, t->n);
+  if (st == BP_OK) st = run_backward(net, t->x, t->y, t->n, &sc->cost_sum, &sc->skipped);
+  if (st == BP_OK) st = run_update(net, t->lr, 1, &sc->skipped);
   return st;
 }
 
-bp_status cuda_train_step_xy(bp_network *net, const float *x, const float *y, int n, float lr) {
-  const train_xy t = {x, y, n, lr};
-  if (!net->cuda_graphs) return queue_train_xy(net, &t);
+bp_status cuda_train_step(bp_network *net, const bp_batch *b, float lr) {
+  const step_args t = {b->x, b->y, b->n, lr};
+  if (!net->cuda_graphs) return queue_train_step(net, &t);
   graph_key key;
   memset(&key, 0, sizeof key);
-  key.kind = GRAPH_TRAIN_XY;
-  key.n = n;
+  key.kind = GRAPH_TRAIN_STEP;
+  key.n = b->n;
   key.lr_bits = float_bits(lr);
-  key.p[0] = x;
-  key.p[1] = y;
+  key.p[0] = b->x;
+  key.p[1] = b->y;
   key.ws_serial = net_state(net)->ws_serial;
   key.options_serial = net->options_serial;
-  return run_graphed(net, &key, queue_train_xy, &t);
+  return run_graphed(net, &key, queue_train_step, &t);
+}
+
+bp_status cuda_reset_counters(bp_network *net) {
+  bp_context *ctx = net->ctx;
+  bp_status st = cuda_enter(ctx);
+  if (st != BP_OK) return st;
+  BP_CUDA_CHECK(ctx, cudaMemsetAsync(net_state(net)->scalars, 0, sizeof(cuda_scalars),
+                                     ctx_state(ctx)->stream));
+  return BP_OK;
+}
+
+bp_status cuda_read_counters(bp_network *net, bp_counters *out) {
+  bp_context *ctx = net->ctx;
+  cudaStream_t stream = ctx_state(ctx)->stream;
+  cuda_scalars host;
+  BP_CUDA_CHECK(ctx, cudaMemcpyAsync(&host, net_state(net)->scalars, sizeof host,
+                                     cudaMemcpyDeviceToHost, stream));
+  BP_CUDA_CHECK(ctx, cudaStreamSynchronize(stream));
+  out->cost_sum = host.cost_sum;
+  out->correct = (int64_t)host.correct;
+  out->skipped = host.skipped;
+  out->update_bad = host.update_bad;
+  out->cost = host.cost;
+  return BP_OK;
+}
+
+/* The data set's columns are read in place: a chunk of examples is a
+ * contiguous block of columns, so no copy into the workspace is needed. */
+bp_status cuda_evaluate_chunk(bp_network *net, const bp_dataset *data, int start, int n) {
+  bp_context *ctx = net->ctx;
+  bp_status st = cuda_enter(ctx);
+  if (st != BP_OK) return st;
+  cudaStream_t stream = ctx_state(ctx)->stream;
+  cuda_network *cn = net_state(net);
+  cuda_dataset *cd = data_state(data);
+  cuda_scalars *sc = cn->scalars;
+  const int L = net->n_layers;
+  const float *xs = cd->X + (size_t)start * (size_t)data->n_in;
+  const float *ys = cd->Y + (size_t)start * (size_t)data->n_out;
+  st = run_forward(net, xs, n);
+  if (st != BP_OK) return st;
+  /* skipped == NULL: every chunk's cost is added, a non-finite one too. */
+  NET_LAUNCH(net, bp_launch_cost(cn->ws.act[L - 1], ys, net->sizes[L], n, cn->ws.cost_partials,
+                                 &sc->cost, &sc->cost_sum, NULL, stream));
+  NET_LAUNCH(net, bp_launch_accuracy(cn->ws.act[L - 1], ys, net->sizes[L], n, &sc->correct,
+                                     stream));
+  return BP_OK;
+}
+
+bp_status cuda_read_output(bp_network *net, int n, float *out) {
+  bp_context *ctx = net->ctx;
+  cudaStream_t stream = ctx_state(ctx)->stream;
+  const int L = net->n_layers;
+  BP_CUDA_CHECK(ctx, cudaMemcpyAsync(out, net_state(net)->ws.act[L - 1],
+                                     (size_t)net->sizes[L] * (size_t)n * sizeof(float),
+                                     cudaMemcpyDeviceToHost, stream));
+  BP_CUDA_CHECK(ctx, cudaStreamSynchronize(stream));
+  return BP_OK;
 }

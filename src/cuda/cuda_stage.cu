@@ -1,31 +1,36 @@
-/* cuda_host_epoch.cu - bp_train_epoch_host on CUDA: an epoch whose examples
- * stay in host memory, streamed to the device batch by batch.
+/* cuda_stage.cu - batches into device memory, for the engine's primitives
+ * load, epoch_begin, stage and epoch_end (internal.h):
+ *   - host arrays of one call (bp_forward, bp_backward): copied into the
+ *     workspace's x and y on the context's stream;
+ *   - a data set's epoch: the permutation uploaded once, then each batch
+ *     gathered on the device into the workspace (one launch, no host round
+ *     trip); one slot serves, since the stream orders gather and step;
+ *   - host arrays' epoch (bp_train_epoch_host): streamed batch by batch
+ *     through two staging sets, below.
  *
- * Double buffering with two staging sets s = 0, 1 (batch b uses set b % 2),
- * each a pinned host buffer and a device buffer of capacity x (s0 + sL)
- * floats (inputs, then targets at an aligned offset):
+ * Double buffering with two staging sets s = 0, 1 (the engine's slot; batch
+ * b uses set b % 2), each a pinned host buffer and a device buffer of
+ * capacity x (s0 + sL) floats (inputs, then targets at an aligned offset).
+ * The engine stages batch b+1 right after queueing the step of batch b:
  *
  *   host:        gather b+1 into pinned[s']   (rows perm[...] of X and Y)
  *   copy stream: [wait consumed[s']] copy pinned[s'] -> dev[s'] [record copied[s']]
- *   ctx stream:  [wait copied[s]] forward, backward, update of b [record consumed[s]]
+ *   ctx stream:  ... step b [record consumed[s]] [wait copied[s']] step b+1 ...
  *
- * The host gathers batch b+1 while the device computes batch b. Before it
+ * So the host gathers batch b+1 while the device computes batch b. Before it
  * writes pinned[s'] it waits (cudaEventSynchronize) until the copy of the
  * batch that last used that buffer has finished; the copy itself waits on
  * the device until the compute of the batch that last read dev[s'] is done.
- * So the host runs at most two batches ahead of the device and never waits
- * for compute directly. The per-batch work on the context's stream is that
- * of cuda_train_epoch (the same kernels, the same cost accumulation into
- * scalars->cost_sum and skip counting), and the staged columns hold the same
- * values the device gather would put in the workspace, so the weights and
- * costs are bit-identical to bp_train_epoch on a data set of the same
- * examples.
+ * The host runs at most two batches ahead of the device and never waits for
+ * compute directly. The staged columns hold the same values the device
+ * gather would put in the workspace, so the weights and costs are
+ * bit-identical to bp_train_epoch on a data set of the same examples.
  *
  * The staging buffers belong to the network: allocated by the first epoch
  * that needs them, grown (never shrunk) when a larger batch arrives, and
- * freed with the network (cuda_host_epoch_free, called from
- * cuda_network_free). A pinned allocation counts as a backend allocation
- * for the test hook (bp_debug_fail_allocation).
+ * freed with the network (cuda_stage_free, called from cuda_network_free).
+ * A pinned allocation counts as a backend allocation for the test hook
+ * (bp_debug_fail_allocation).
  */
 #include "cuda_internal.h"
 
@@ -52,7 +57,7 @@ static void free_buffers(host_stage *st) {
   st->capacity = 0;
 }
 
-void cuda_host_epoch_free(bp_network *net) {
+void cuda_stage_free(bp_network *net) {
   cuda_network *cn = net_state(net);
   host_stage *st = stage_of(net);
   if (st == NULL) return;
@@ -133,21 +138,24 @@ static bp_status ensure_stage(bp_network *net, int batch) {
   return BP_OK;
 }
 
-/* Host side of batch `start .. start+bn`: wait until set s's previous copy
- * has read its pinned buffer, gather the rows, and queue the copy on the
- * copy stream after the compute that last read dev[s]. */
-static bp_status stage_batch(bp_network *net, const float *X, const float *Y, const int32_t *perm,
-                             int64_t start, int bn, int s) {
+/* Host arrays' batch: waits until set s's previous copy has read its pinned
+ * buffer, gathers the rows, queues the copy on the copy stream after the
+ * compute that last read dev[s], and makes the context's stream wait for
+ * the copy. The batch before this one (in the other set) was queued just
+ * before: consumed[1 - s] marks its end. */
+static bp_status stage_host(bp_network *net, const bp_epoch_source *src, int start, int bn, int s,
+                            bp_batch *out) {
   bp_context *ctx = net->ctx;
   cuda_context *cc = ctx_state(ctx);
   host_stage *st = stage_of(net);
   const size_t s0 = (size_t)net->sizes[0], sL = (size_t)net->sizes[net->n_layers];
+  BP_CUDA_CHECK(ctx, cudaEventRecord(cc->consumed[1 - s], cc->stream));
   BP_CUDA_CHECK(ctx, cudaEventSynchronize(cc->copied[s]));
   float *hx = st->pinned[s], *hy = st->pinned[s] + st->y_offset;
   for (int k = 0; k < bn; ++k) {
-    const size_t row = (size_t)perm[start + k];
-    memcpy(hx + (size_t)k * s0, X + row * s0, s0 * sizeof(float));
-    memcpy(hy + (size_t)k * sL, Y + row * sL, sL * sizeof(float));
+    const size_t row = (size_t)src->perm[start + k];
+    memcpy(hx + (size_t)k * s0, src->X + row * s0, s0 * sizeof(float));
+    memcpy(hy + (size_t)k * sL, src->Y + row * sL, sL * sizeof(float));
   }
   BP_CUDA_CHECK(ctx, cudaStreamWaitEvent(cc->copy_stream, cc->consumed[s], 0));
   BP_CUDA_CHECK(ctx, cudaMemcpyAsync(st->dev[s], hx, s0 * (size_t)bn * sizeof(float),
@@ -155,68 +163,65 @@ static bp_status stage_batch(bp_network *net, const float *X, const float *Y, co
   BP_CUDA_CHECK(ctx, cudaMemcpyAsync(st->dev[s] + st->y_offset, hy, sL * (size_t)bn * sizeof(float),
                                      cudaMemcpyHostToDevice, cc->copy_stream));
   BP_CUDA_CHECK(ctx, cudaEventRecord(cc->copied[s], cc->copy_stream));
-  return BP_OK;
-}
-
-/* Device side of a batch staged in set s: as one batch of cuda_train_epoch. */
-static bp_status compute_batch(bp_network *net, int bn, int s, float lr) {
-  bp_context *ctx = net->ctx;
-  cuda_context *cc = ctx_state(ctx);
-  host_stage *st = stage_of(net);
-  const float *x = st->dev[s], *y = st->dev[s] + st->y_offset;
-  BP_CUDA_CHECK(ctx, cudaStreamWaitEvent(cc->stream, cc->copied[s], 0));
   /* The event waits stay outside any graph: a graph replays the step only. */
-  bp_status status = cuda_train_step_xy(net, x, y, bn, lr);
-  if (status != BP_OK) return status;
-  BP_CUDA_CHECK(ctx, cudaEventRecord(cc->consumed[s], cc->stream));
+  BP_CUDA_CHECK(ctx, cudaStreamWaitEvent(cc->stream, cc->copied[s], 0));
+  out->x = st->dev[s];
+  out->y = st->dev[s] + st->y_offset;
+  out->n = bn;
   return BP_OK;
 }
 
-bp_status cuda_train_epoch_host(bp_network *net, const float *X, const float *Y, int n,
-                                int batch_size, float lr, const int32_t *perm, double *cost_sum,
-                                int *skipped) {
+bp_status cuda_load(bp_network *net, const float *X, const float *Y, int n, bp_batch *out) {
   bp_context *ctx = net->ctx;
-  cuda_context *cc = ctx_state(ctx);
-  bp_status status = cuda_enter(ctx);
-  if (status != BP_OK) return status;
-  if (batch_size < 1) /* validated by the API; guards the loop below */
-    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "batch_size must be >= 1, got %d", batch_size);
-  const int batch = batch_size < n ? batch_size : n;
-  status = cuda_ensure_capacity(net, batch);
-  if (status == BP_OK) status = ensure_stage(net, batch);
-  if (status != BP_OK) return status;
-  cuda_scalars *sc = net_state(net)->scalars;
-  BP_CUDA_CHECK(ctx, cudaMemsetAsync(sc, 0, sizeof(cuda_scalars), cc->stream));
-
-  /* Stage batch 0; then per batch: queue its compute, and while the device
-   * runs it, gather and queue the next one into the other set. */
-  int bn = batch;
-  const double t0 = bp_now_us();
-  status = stage_batch(net, X, Y, perm, 0, bn, 0);
-  for (int64_t start = 0, b = 0; status == BP_OK && start < n; start += batch, ++b) {
-    bn = (int)((int64_t)n - start < batch ? (int64_t)n - start : batch);
-    const int s = (int)(b & 1);
-    status = compute_batch(net, bn, s, lr);
-    const int64_t next = start + batch;
-    if (status == BP_OK && next < n) {
-      const int next_bn = (int)((int64_t)n - next < batch ? (int64_t)n - next : batch);
-      status = stage_batch(net, X, Y, perm, next, next_bn, 1 - s);
-    }
-  }
-  if (status != BP_OK) {
-    /* Leave nothing in flight that reads the staging buffers or scalars. */
-    (void)cudaStreamSynchronize(cc->copy_stream);
-    (void)cudaStreamSynchronize(cc->stream);
-    (void)cudaGetLastError();
-    return status;
-  }
-
-  /* Queued (the host gathers included): the host's share ends here. */
-  net->stats.queue_us = bp_now_us() - t0;
-  cuda_scalars host;
-  BP_CUDA_CHECK(ctx, cudaMemcpyAsync(&host, sc, sizeof host, cudaMemcpyDeviceToHost, cc->stream));
-  BP_CUDA_CHECK(ctx, cudaStreamSynchronize(cc->stream));
-  *cost_sum = host.cost_sum;
-  *skipped = host.skipped;
+  bp_status st = cuda_enter(ctx);
+  if (st != BP_OK) return st;
+  cudaStream_t stream = ctx_state(ctx)->stream;
+  cuda_network *cn = net_state(net);
+  /* Row-major n x s0 on the host is column-major s0 x n: a plain copy. */
+  BP_CUDA_CHECK(ctx, cudaMemcpyAsync(cn->ws.x, X, (size_t)net->sizes[0] * (size_t)n * sizeof(float),
+                                     cudaMemcpyHostToDevice, stream));
+  if (Y != NULL)
+    BP_CUDA_CHECK(ctx, cudaMemcpyAsync(cn->ws.y, Y,
+                                       (size_t)net->sizes[net->n_layers] * (size_t)n * sizeof(float),
+                                       cudaMemcpyHostToDevice, stream));
+  out->x = cn->ws.x;
+  out->y = Y != NULL ? cn->ws.y : NULL;
+  out->n = n;
   return BP_OK;
+}
+
+bp_status cuda_epoch_begin(bp_network *net, const bp_epoch_source *src, int batch) {
+  bp_context *ctx = net->ctx;
+  bp_status st = cuda_enter(ctx);
+  if (st != BP_OK) return st;
+  if (src->data == NULL) return ensure_stage(net, batch);
+  /* The permutation once per epoch. */
+  BP_CUDA_CHECK(ctx, cudaMemcpyAsync(data_state(src->data)->perm, src->perm,
+                                     (size_t)src->n * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                     ctx_state(ctx)->stream));
+  return BP_OK;
+}
+
+bp_status cuda_stage(bp_network *net, const bp_epoch_source *src, int start, int n, int slot,
+                     bp_batch *out) {
+  if (src->data == NULL) return stage_host(net, src, start, n, slot, out);
+  const bp_dataset *data = src->data;
+  const cuda_dataset *cd = data_state(data);
+  cuda_network *cn = net_state(net);
+  NET_LAUNCH(net, bp_launch_gather(cd->X, cd->Y, data->n_in, data->n_out, cd->perm, start, n,
+                                   cn->ws.x, cn->ws.y, ctx_state(net->ctx)->stream));
+  out->x = cn->ws.x;
+  out->y = cn->ws.y;
+  out->n = n;
+  return BP_OK;
+}
+
+void cuda_epoch_end(bp_network *net, const bp_epoch_source *src) {
+  if (src->data != NULL) return;
+  /* Leave nothing in flight that reads the staging buffers or the caller's
+   * arrays (an epoch that stopped early or failed may have a copy queued). */
+  cuda_context *cc = ctx_state(net->ctx);
+  (void)cudaStreamSynchronize(cc->copy_stream);
+  (void)cudaStreamSynchronize(cc->stream);
+  (void)cudaGetLastError();
 }
