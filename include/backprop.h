@@ -362,7 +362,11 @@ BP_API bp_status bp_backward_device(bp_network *net, const float *X, const float
 BP_API bp_status bp_train_batch_device(bp_network *net, const float *X, const float *Y, int n,
                                        float learning_rate, float *cost, bp_cuda_stream stream);
 
-/* ---- Data sets in backend memory ----------------------------------------- */
+/* ---- Data sets in backend memory -----------------------------------------
+ * Two nouns, one per place the examples live: a bp_data holds them in host
+ * memory (the readers below fill one; its arrays are yours to read), a
+ * bp_dataset is the backend's copy (device memory on CUDA), made from host
+ * arrays once and read by every epoch and evaluation. */
 typedef struct bp_dataset bp_dataset;
 
 /* Copies n examples (X: n x n_in, Y: n x n_out, row-major host arrays) into
