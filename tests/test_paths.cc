@@ -11,9 +11,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cstdio>
 #include <fstream>
@@ -186,6 +188,117 @@ TEST_F(Paths, InfoOnAnotherKindOfFileSaysItIsNotAModel) {
   tu::Net n;
   EXPECT_EQ(bp_network_load(ctx, p.c_str(), &n.net), BP_ERR_FORMAT);
   EXPECT_NE(error().find("not a model file"), std::string::npos) << error();
+}
+
+}  // namespace
+
+namespace {
+
+// gzip of n zero bytes, as one member.
+std::string gzip_zeros(size_t n) {
+  std::vector<unsigned char> in(n, 0), out(compressBound(n) + 64);
+  z_stream zs{};
+  EXPECT_EQ(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY), Z_OK);
+  zs.next_in = in.data();
+  zs.avail_in = (uInt)n;
+  zs.next_out = out.data();
+  zs.avail_out = (uInt)out.size();
+  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return std::string(out.begin(), out.end());
+}
+
+std::string be32s(uint32_t v) {
+  const char b[4] = {(char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v};
+  return std::string(b, 4);
+}
+
+// A gzip IDX file whose header declares 3 small images, followed by 512 MB
+// of zeros (half a megabyte compressed). The reader must stop at the first
+// byte past the declared images, not inflate the whole stream first: the
+// peak memory of the refused file stays small. Run in a child so that its
+// peak is its own.
+TEST(IdxBomb, RefusedWithoutInflatingTheWholeStream) {
+  std::string header = std::string("\x00\x00\x08\x03", 4) + be32s(3) + be32s(2) + be32s(2);
+  // Member 1: the header and 12 pixels; then 8 MB members of zeros.
+  std::string first;
+  {
+    std::string plain = header + std::string(12, '\x10');
+    std::vector<unsigned char> out(compressBound(plain.size()) + 64);
+    z_stream zs{};
+    ASSERT_EQ(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY), Z_OK);
+    zs.next_in = (Bytef *)plain.data();
+    zs.avail_in = (uInt)plain.size();
+    zs.next_out = out.data();
+    zs.avail_out = (uInt)out.size();
+    ASSERT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+    first.assign((const char *)out.data(), zs.total_out);
+    deflateEnd(&zs);
+  }
+  const std::string zeros = gzip_zeros((size_t)8 << 20);
+  std::string bomb = first;
+  for (int i = 0; i < 64; ++i) bomb += zeros;
+  const std::string labels = std::string("\x00\x00\x08\x01", 4) + be32s(3) + std::string("\x01\x02\x03", 3);
+
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    bp_context *c = nullptr;
+    if (bp_context_create(BP_BACKEND_CPU, 0, &c) != BP_OK) _exit(101);
+    bp_data *d = nullptr;
+    bp_status st = bp_data_parse_idx(c, bomb.data(), bomb.size(), labels.data(), labels.size(),
+                                     "bomb", &d);
+    std::string msg = bp_context_last_error(c);
+    if (st != BP_ERR_FORMAT || msg.find("more data than the 3 images") == std::string::npos) {
+      fprintf(stderr, "status %d: %s\n", (int)st, msg.c_str());
+      _exit(102);
+    }
+    getrusage(RUSAGE_SELF, &after);
+    long grown_mb = (after.ru_maxrss - before.ru_maxrss) / 1024;
+    _exit(grown_mb > 100 ? 100 : (int)grown_mb);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  const int code = WEXITSTATUS(status);
+  ASSERT_LT(code, 101) << "wrong status or message (see stderr)";
+  EXPECT_LT(code, 64) << "peak memory grew by " << code << " MB or more for a 3-image file";
+}
+
+TEST(IdxBomb, DeclaredSizeBeyondWhatTheGzipCanHoldIsRefusedBeforeAllocating) {
+  tu::Ctx ctx;
+  ASSERT_EQ(bp_context_create(BP_BACKEND_CPU, 0, &ctx.ctx), BP_OK);
+  // 2^28 images of 28 x 28 (210 GB) from a few bytes of gzip.
+  const std::string header = std::string("\x00\x00\x08\x03", 4) + be32s(1u << 28) + be32s(28) + be32s(28);
+  std::vector<unsigned char> out(256);
+  z_stream zs{};
+  ASSERT_EQ(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY), Z_OK);
+  zs.next_in = (Bytef *)header.data();
+  zs.avail_in = (uInt)header.size();
+  zs.next_out = out.data();
+  zs.avail_out = (uInt)out.size();
+  ASSERT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+  const std::string gz((const char *)out.data(), zs.total_out);
+  deflateEnd(&zs);
+  const std::string labels = std::string("\x00\x00\x08\x01", 4) + be32s(1u << 28);
+  bp_data *d = nullptr;
+  EXPECT_EQ(bp_data_parse_idx(ctx, gz.data(), gz.size(), labels.data(), labels.size(), "big", &d),
+            BP_ERR_FORMAT);
+  EXPECT_NE(std::string(bp_context_last_error(ctx)).find("inflate to at most"), std::string::npos)
+      << bp_context_last_error(ctx);
+  EXPECT_EQ(d, nullptr);
+}
+
+TEST(DataAlloc, MoreThanTheMachineHoldsIsAClearError) {
+  tu::Ctx ctx;
+  ASSERT_EQ(bp_context_create(BP_BACKEND_CPU, 0, &ctx.ctx), BP_OK);
+  bp_data *d = nullptr;
+  EXPECT_EQ(bp_io_data_alloc(ctx, 1 << 30, 1 << 20, 1, &d), BP_ERR_OUT_OF_MEMORY);
+  EXPECT_NE(std::string(bp_context_last_error(ctx)).find("of memory"), std::string::npos)
+      << bp_context_last_error(ctx);
 }
 
 }  // namespace

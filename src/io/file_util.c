@@ -578,6 +578,16 @@ bp_status bp_io_data_alloc(bp_context *ctx, int n, int n_in, int n_out, bp_data 
       (size_t)n > SIZE_MAX / sizeof(float) / (size_t)n_out)
     return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "data set of %d x (%d, %d) is too large", n, n_in,
                     n_out);
+  /* A header may declare a set that fits in size_t yet not in this machine:
+   * refused with a clear message instead of an allocation that the kernel
+   * might grant lazily and kill the process for later. */
+  double need = ((double)n_in + (double)n_out) * (double)n * (double)sizeof(float);
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0 && need > (double)pages * (double)page)
+    return bp_error(ctx, BP_ERR_OUT_OF_MEMORY,
+                    "data set of %d x (%d, %d) needs %.1f GiB as floats, more than this "
+                    "machine's %.1f GiB of memory",
+                    n, n_in, n_out, need / 1073741824.0, (double)pages * (double)page / 1073741824.0);
   bp_data *d = calloc(1, sizeof *d);
   if (d) {
     d->X = calloc((size_t)n * (size_t)n_in, sizeof(float));
