@@ -461,6 +461,14 @@ assert not any((ord(c) < 32 and c != "\n") or 0x7f <= ord(c) <= 0x9f for c in t)
 assert "\\x1b]0;pwned\\x07" in t, t' out.txt
 
 # ---- Issue 13: the command's rough edges -----------------------------------------------
+# eval with a model of fewer outputs than the data's classes: the shape, not a bad label.
+"$PY" -c '
+import sys
+src = open("test.csv").read().splitlines()
+out = [src[0]] + [",".join(l.split(",")[:-1] + ["4"]) if i == 0 else l for i, l in enumerate(src[1:])]
+open("five.csv", "w").write("\n".join(out) + "\n")'
+expect_rc 1 "eval: more classes than the model's outputs" -- "$BP" eval --model m.safetensors --data five.csv
+check "eval: names the shape mismatch" grep -q "labels of 5 classes (0..4) but the model has 3 outputs" err.txt
 expect_rc 0 "one epoch" -- "$BP" train --data train.csv --epochs 1 --backend cpu
 check "\"1 epoch\", not \"1 epochs\"" grep -q "; 1 epoch," err.txt
 
