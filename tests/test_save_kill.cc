@@ -3,12 +3,14 @@
 // temporary file and renames it over the target only when it is complete.
 #include <gtest/gtest.h>
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "support/test_util.h"
 
@@ -54,7 +56,17 @@ TEST(SaveKill, SigkillDuringSaveLeavesTheOldOrTheNewFile) {
     saw_old += is_a;
     saw_new += is_b;
   }
-  // A killed save may leave its temporary file; the target is what matters.
+  // A killed save may leave its temporary file; the next save removes the
+  // temporaries of processes that are gone, so only the target remains.
+  ASSERT_EQ(bp_network_save(a, target.c_str()), BP_OK) << bp_context_last_error(ctx);
+  std::vector<std::string> left;
+  if (DIR *d = opendir(dir)) {
+    while (struct dirent *e = readdir(d))
+      if (e->d_name[0] != '.') left.push_back(e->d_name);
+    closedir(d);
+  }
+  ASSERT_EQ(left.size(), 1u) << "temporaries left behind, e.g. " << left.back();
+  EXPECT_EQ(left[0], "model.safetensors");
   std::string cmd = std::string("rm -rf ") + dir;
   EXPECT_EQ(std::system(cmd.c_str()), 0);
   RecordProperty("kills_leaving_a", saw_old);

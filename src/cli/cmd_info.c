@@ -47,8 +47,29 @@ static void print_json(const char *path, const bp_model_info *info) {
   printf("}}\n");
 }
 
+/* Metadata is whatever the file's author wrote: control characters (ESC
+ * sequences that retitle the window or clear the screen, C1 controls such
+ * as CSI, carriage returns that overwrite a line) are shown escaped, never
+ * sent to the terminal. --json escapes them already. */
+static void put_escaped(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  for (; *p; ++p) {
+    if (*p < 0x20 || *p == 0x7f) {
+      printf("\\x%02x", *p);
+    } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+      printf("\\u%04x", p[1]); /* U+0080..U+009F, the C1 controls */
+      ++p;
+    } else if (*p == '\\') {
+      fputs("\\\\", stdout);
+    } else {
+      putchar(*p);
+    }
+  }
+}
+
 static void print_text(const char *path, const bp_model_info *info) {
-  printf("%s\n  sizes       ", path);
+  put_escaped(path);
+  printf("\n  sizes       ");
   for (int i = 0; i < info->n_sizes; ++i) printf("%s%d", i ? "," : "", info->sizes[i]);
   printf("\n  layers      %d weight layer%s\n  parameters  %zu\n", info->n_sizes - 1,
          info->n_sizes == 2 ? "" : "s", info->n_params);
@@ -56,8 +77,13 @@ static void print_text(const char *path, const bp_model_info *info) {
   size_t width = 0;
   for (int i = 0; i < info->n_meta; ++i)
     if (strlen(info->meta_keys[i]) > width) width = strlen(info->meta_keys[i]);
-  for (int i = 0; i < info->n_meta; ++i)
-    printf("    %-*s  %s\n", (int)width, info->meta_keys[i], info->meta_values[i]);
+  for (int i = 0; i < info->n_meta; ++i) {
+    printf("    ");
+    put_escaped(info->meta_keys[i]);
+    printf("%*s  ", (int)(width - strlen(info->meta_keys[i])), "");
+    put_escaped(info->meta_values[i]);
+    putchar('\n');
+  }
 }
 
 int cli_cmd_info(int argc, char **argv) {

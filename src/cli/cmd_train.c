@@ -12,6 +12,7 @@
 #include "csv_log.h"
 #include "data.h"
 #include "interrupt.h"
+#include "io/file_util.h"
 #include "json_out.h"
 #include "layers.h"
 #include "progress.h"
@@ -72,9 +73,8 @@ static void help(FILE *f) {
 "  --classes K          CSV: number of classes (default: largest label + 1)\n"
 "\n"
 "Network and training:\n"
-"  --layers LIST        all widths, e.g. 784,100,10, or only the hidden ones, e.g. 100\n"
-"                       (read as hidden widths unless the list starts with the\n"
-"                       data's input width and ends with its output width)\n"
+"  --layers LIST        all widths, input and output included, e.g. 784,100,10; the\n"
+"                       first and last must match the data (else a usage error)\n"
 "  --hidden LIST        hidden widths only (default %d)\n"
 "  --epochs N           epochs (default %d)\n"
 "  --batch N            mini-batch size (default %d)\n"
@@ -109,8 +109,10 @@ static void help(FILE *f) {
 "Progress goes to stderr: one line per epoch and, on a terminal, a live bar\n"
 "within each epoch: examples done, examples/s, running cost, time left.\n"
 "\n"
-"Ctrl-C stops training after the current epoch; with --save the model reached\n"
-"so far is saved; the exit status is then 130. A second Ctrl-C quits at once.\n"
+"Ctrl-C stops training at the next batch; with --save the model reached so far\n"
+"is saved; the exit status is then 130. A second Ctrl-C quits at once and saves\n"
+"nothing. A run whose train cost is no better than the untrained network's, or\n"
+"has not improved for 5 epochs, gets a warning (stderr, the summary, --json).\n"
 "If the cost stops being finite or the learning rate would overflow the weights,\n"
 "training stops, --save keeps the model of the last good epoch, and the exit\n"
 "status is 1.\n"
@@ -220,6 +222,9 @@ typedef struct train_state {
   cli_epoch *history; /* one per finished epoch; grows */
   int history_cap;
   cli_csv_log log;
+  double initial_cost, best_cost; /* for check_progress */
+  int stalled;
+  char warning[400];
 } train_state;
 
 static void cleanup(train_state *s) {
@@ -285,25 +290,29 @@ static int load_data(const train_opts *o, train_state *s, cli_run *run, const ch
   return code;
 }
 
-/* Fails early (before any training) when path's directory does not exist or
- * cannot be written: --save and --plot write only at the end. */
-static int check_writable_dir(const char *option, const char *path) {
-  const char *slash = strrchr(path, '/');
-  char dir[4096];
-  if (!slash) {
-    snprintf(dir, sizeof dir, ".");
-  } else {
-    size_t n = (size_t)(slash - path);
-    if (n == 0) n = 1; /* "/file" */
-    if (n >= sizeof dir) return 0; /* let the write itself report it */
-    memcpy(dir, path, n);
-    dir[n] = '\0';
-  }
-  if (!cli_is_directory(dir))
-    return cli_fail(CMD, "%s %s: the directory %s does not exist", option, path, dir);
-  if (access(dir, W_OK) != 0)
-    return cli_fail(CMD, "%s %s: the directory %s is not writable", option, path, dir);
-  return 0;
+/* Fails early (before any training) when --save or --plot could not be
+ * written at the end: the library's own check of a save target (a regular
+ * file or a new name, the directory writable, room for the temporary's
+ * suffix), so that a run is never lost to a bad name. */
+static int check_target(const char *option, const char *path) {
+  bp_context *ctx = NULL;
+  if (bp_context_create(BP_BACKEND_CPU, 0, &ctx) != BP_OK) return cli_fail(CMD, "out of memory");
+  int code = 0;
+  if (bp_io_check_save_target(ctx, path, NULL) != BP_OK)
+    code = cli_fail(CMD, "%s: %s", option, bp_context_last_error(ctx));
+  bp_context_destroy(ctx);
+  return code;
+}
+
+/* When the save fails at the end, the model is not lost: it goes to a new
+ * file in the temporary directory, and the message says where. */
+static void rescue_model(const bp_network *net, const cli_run *run) {
+  const char *tmpdir = getenv("TMPDIR");
+  if (!tmpdir || !*tmpdir) tmpdir = "/tmp";
+  char path[4096];
+  snprintf(path, sizeof path, "%s/backprop-rescued-%ld.safetensors", tmpdir, (long)getpid());
+  if (cli_save_model(CMD, net, path, run) == 0)
+    fprintf(stderr, "backprop " CMD ": the model was saved to %s instead\n", path);
 }
 
 /* Where the default data set lives, or NULL after the one-line hint. */
@@ -318,26 +327,72 @@ static const char *default_data(void) {
   return dir;
 }
 
-/* The epochs. Returns 0, or CLI_EXIT_FAILURE when training failed (a
- * message printed); sets run->interrupted / run->numeric_failure. */
-/* The library's progress callback while drawing the live bar. Never stops
- * the epoch: Ctrl-C takes effect between epochs. */
+/* The library's progress callback: draws the live bar on a terminal and
+ * stops the epoch at the next report after Ctrl-C (issue 13: a long epoch
+ * used to run to its end). */
 typedef struct live_bar {
   cli_progress *prog;
   int epoch;
   double t0;
+  int done, total, every_drawn, last_drawn;
 } live_bar;
 
 static int on_progress(void *user, int done, int total, float running_cost) {
   live_bar *bar = user;
-  cli_progress_batch(bar->prog, bar->epoch, done, total, running_cost, cli_now() - bar->t0);
-  return 0;
+  bar->done = done;
+  bar->total = total;
+  if (bar->prog->tty && (done - bar->last_drawn >= bar->every_drawn || done == total)) {
+    bar->last_drawn = done;
+    cli_progress_batch(bar->prog, bar->epoch, done, total, running_cost, cli_now() - bar->t0);
+  }
+  return cli_interrupted();
+}
+
+/* Epochs in a row without a better train cost before the run is called
+ * stalled; and the relative gain that counts as better. */
+#define STALL_EPOCHS 5
+#define STALL_GAIN 1e-3
+
+/* Training that runs without failing yet learns nothing: a learning rate so
+ * high that the sigmoids saturate leaves the cost stuck at or above the
+ * untrained network's (--lr 100 ended at cost 1.0 and accuracy 0.075, exit
+ * 0). Warned once, during the run, and kept for the summary and --json. */
+static void check_progress(train_state *s, cli_run *run, int e, double cost) {
+  if (run->warning || !isfinite(cost)) return;
+  if (isfinite(s->initial_cost) && cost >= s->initial_cost) {
+    snprintf(s->warning, sizeof s->warning,
+             "epoch %d: the train cost %.4f is no better than the untrained network's %.4f: the "
+             "network is not learning (saturated outputs?); try a smaller --lr (now %g)",
+             e, cost, s->initial_cost, (double)run->lr);
+  } else {
+    if (!(cost < s->best_cost * (1.0 - STALL_GAIN))) {
+      if (++s->stalled < STALL_EPOCHS) return;
+      snprintf(s->warning, sizeof s->warning,
+               "epoch %d: the train cost has not improved for %d epochs (best %.4f, now %.4f): "
+               "saturated or stalled; try a smaller --lr (now %g)",
+               e, STALL_EPOCHS, s->best_cost, cost, (double)run->lr);
+    } else {
+      s->best_cost = cost;
+      s->stalled = 0;
+      return;
+    }
+  }
+  run->warning = s->warning;
+  fprintf(stderr, "backprop " CMD ": warning: %s\n", s->warning);
 }
 
 static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_progress *prog) {
   double start = cli_now();
+  s->best_cost = INFINITY;
+  float c0; /* the untrained network's cost: what "not learning" compares with */
+  if (bp_evaluate(s->net, s->train, &c0, NULL) == BP_OK) s->initial_cost = c0;
   cli_progress_start(prog);
   int code = 0;
+  const int batches = (int)(((long)bp_dataset_size(s->train) + o->batch - 1) / o->batch);
+  /* Each report is one device wait on CUDA: there, about 200 per epoch; on
+   * the CPU they cost nothing, so Ctrl-C stops at the very next batch. */
+  int every = 1;
+  if (bp_context_backend(s->ctx) != BP_BACKEND_CPU && batches / 200 > 1) every = batches / 200;
   for (int e = 1; e <= o->epochs; ++e) {
     if (cli_interrupted()) {
       run->interrupted = 1;
@@ -345,15 +400,18 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
     }
     double t0 = cli_now();
     float cost = NAN;
-    bp_status st;
-    if (prog->tty) {
-      /* A live bar: about 100 reports per epoch, each one device wait. */
-      const int batches = (int)(((long)bp_dataset_size(s->train) + o->batch - 1) / o->batch);
-      live_bar bar = {prog, e, t0};
-      st = bp_train_epoch_ex(s->net, s->train, o->batch, o->lr, o->seed + (uint64_t)e, &cost,
-                             on_progress, &bar, batches / 100 > 0 ? batches / 100 : 1);
-    } else {
-      st = bp_train_epoch(s->net, s->train, o->batch, o->lr, o->seed + (uint64_t)e, &cost);
+    live_bar bar = {prog, e, t0, 0, 0, 0, 0};
+    bar.every_drawn = (int)((long)bp_dataset_size(s->train) / 100);
+    bp_status st = bp_train_epoch_ex(s->net, s->train, o->batch, o->lr, o->seed + (uint64_t)e,
+                                     &cost, on_progress, &bar, every);
+    if (st == BP_OK && cli_interrupted() && bar.done < bar.total) {
+      /* Stopped inside the epoch: its batches so far stay applied (and are
+       * saved), but it does not count as an epoch done. */
+      cli_progress_finish(prog);
+      fprintf(stderr, "backprop " CMD ": stopped in epoch %d after %d of %d examples\n", e,
+              bar.done, bar.total);
+      run->interrupted = 1;
+      break;
     }
     double t1 = cli_now();
     if (st == BP_ERR_NUMERIC) {
@@ -412,6 +470,7 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
     run->test_cost = rec->test_cost;
     run->test_accuracy = rec->test_accuracy;
     cli_progress_epoch(prog, rec);
+    check_progress(s, run, e, rec->train_cost);
     if (cli_csv_log_row(&s->log, CMD, rec)) {
       code = CLI_EXIT_FAILURE;
       break;
@@ -429,6 +488,7 @@ static void summary(const cli_run *run) {
   printf("train cost %.4f  train accuracy %.4f  (%d epoch%s, %.1f s, %s, %s)\n", run->train_cost,
          run->train_accuracy, run->epochs_done, run->epochs_done == 1 ? "" : "s", run->seconds,
          run->backend, run->math);
+  if (run->warning) printf("warning: %s\n", run->warning);
   if (run->saved_to) printf("saved the model to %s\n", run->saved_to);
 }
 
@@ -441,6 +501,7 @@ int cli_cmd_train(int argc, char **argv) {
   }
   train_state s;
   memset(&s, 0, sizeof s);
+  s.initial_cost = NAN;
   cli_run run;
   memset(&run, 0, sizeof run);
   run.train_cost = run.test_cost = run.test_accuracy = run.train_accuracy = NAN;
@@ -459,8 +520,8 @@ int cli_cmd_train(int argc, char **argv) {
     return CLI_EXIT_FAILURE;
   }
   run.data_path = data_path;
-  if ((o.save && (code = check_writable_dir("--save", o.save)) != 0) ||
-      (o.plot && (code = check_writable_dir("--plot", o.plot)) != 0)) {
+  if ((o.save && (code = check_target("--save", o.save)) != 0) ||
+      (o.plot && (code = check_target("--plot", o.plot)) != 0)) {
     free(o.layers);
     return code;
   }
@@ -505,9 +566,10 @@ int cli_cmd_train(int argc, char **argv) {
   cli_progress_init(&prog, o.quiet, o.epochs, run.n_train);
   cli_progress_note(&prog,
                     "backprop: network %s (%zu parameters), %d training examples, %d test "
-                    "examples, %s backend, %s math%s; %d epochs, batch %d, lr %.9g, seed %llu",
+                    "examples, %s backend, %s math%s; %d epoch%s, batch %d, lr %.9g, seed %llu",
                     shape, run.n_params, run.n_train, run.n_test, run.backend, run.math,
-                    run.deterministic ? "" : " (nondeterministic)", o.epochs, o.batch,
+                    run.deterministic ? "" : " (nondeterministic)", o.epochs,
+                    o.epochs == 1 ? "" : "s", o.batch,
                     (double)o.lr, (unsigned long long)o.seed);
 
   cli_interrupt_install();
@@ -524,6 +586,7 @@ int cli_cmd_train(int argc, char **argv) {
   if (o.save && (!code || run.numeric_failure)) {
     out_code = cli_save_model(CMD, s.net, o.save, &run);
     if (!out_code) run.saved_to = o.save;
+    else rescue_model(s.net, &run);
   }
   cli_interrupt_uninstall();
   if (cli_csv_log_close(&s.log, CMD)) out_code = CLI_EXIT_FAILURE;

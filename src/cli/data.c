@@ -105,6 +105,22 @@ static int read_file(const char *cmd, bp_context *ctx, const char *path, cli_for
     bp_csv_options csv;
     csv_options(opt, n_classes_hint, &csv);
     st = bp_data_read_csv(ctx, path, &csv, out);
+    if (st == BP_ERR_FORMAT && csv.n_classes > 0 && !opt->n_classes && !opt->n_targets) {
+      /* A label past the model's outputs read as "a bad label" when the
+       * real problem is the shape: read again without the hint and, if that
+       * works, say that the data has more classes than the model outputs. */
+      csv.n_classes = 0;
+      bp_data *d = NULL;
+      if (bp_data_read_csv(ctx, path, &csv, &d) == BP_OK && d->n_out > n_classes_hint) {
+        int classes = d->n_out;
+        bp_data_free(d);
+        return cli_fail(cmd, "%s has labels of %d classes (0..%d) but the model has %d outputs",
+                        path, classes, classes - 1, n_classes_hint);
+      }
+      bp_data_free(d);
+      csv.n_classes = n_classes_hint;
+      st = bp_data_read_csv(ctx, path, &csv, out); /* its own message again */
+    }
   } else {
     st = bp_data_read_fann(ctx, path, out);
   }

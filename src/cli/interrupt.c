@@ -9,11 +9,21 @@
 
 static volatile sig_atomic_t interrupted = 0;
 
+/* The first signal asks training to stop at the next batch (and save); the
+ * second quits at once, saying that nothing was saved (a save in progress
+ * is atomic, so the target keeps its old content or stays absent). */
 static void on_signal(int sig) {
   (void)sig;
+  if (interrupted) {
+    static const char msg[] = "\nbackprop: interrupted again; quitting now, nothing was saved\n";
+    ssize_t r = write(STDERR_FILENO, msg, sizeof msg - 1); /* async-signal-safe */
+    (void)r;
+    _exit(130);
+  }
   interrupted = 1;
   static const char msg[] =
-      "\nbackprop: interrupted; stopping after this epoch (Ctrl-C again to quit at once)\n";
+      "\nbackprop: interrupted; stopping at the next batch (Ctrl-C again to quit at once, "
+      "saving nothing)\n";
   ssize_t r = write(STDERR_FILENO, msg, sizeof msg - 1); /* async-signal-safe */
   (void)r;
 }
@@ -28,8 +38,8 @@ static void set_handler(int sig, void (*handler)(int), int flags) {
 }
 
 void cli_interrupt_install(void) {
-  set_handler(SIGINT, on_signal, SA_RESETHAND | SA_RESTART);
-  set_handler(SIGTERM, on_signal, SA_RESETHAND | SA_RESTART);
+  set_handler(SIGINT, on_signal, SA_RESTART);
+  set_handler(SIGTERM, on_signal, SA_RESTART);
 }
 
 void cli_interrupt_uninstall(void) {

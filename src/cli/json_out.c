@@ -103,6 +103,11 @@ void cli_json_train_result(FILE *f, const cli_run *run) {
   fputs(run->interrupted ? "true" : "false", f);
   key(f, "numeric_failure", &first);
   fputs(run->numeric_failure ? "true" : "false", f);
+  key(f, "not_learning", &first);
+  fputs(run->warning ? "true" : "false", f);
+  key(f, "warning", &first);
+  if (run->warning) cli_json_string(f, run->warning);
+  else fputs("null", f);
   key(f, "history", &first);
   fputc('[', f);
   for (int i = 0; i < run->n_history; ++i) {

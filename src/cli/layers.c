@@ -14,7 +14,22 @@ int cli_resolve_sizes(const char *cmd, const int *list, int count, int hidden_on
     count = 1;
     hidden_only = 1;
   }
-  int full = !hidden_only && count >= 2 && list[0] == n_in && list[count - 1] == n_out;
+  int full = !hidden_only;
+  if (full && count < 2)
+    return cli_usage_error(cmd,
+                           "--layers %d: give all widths, input and output included (e.g. "
+                           "--layers %d,%d,%d), or the hidden ones with --hidden %d",
+                           list[0], n_in, list[0], n_out, list[0]);
+  if (full && list[0] != n_in)
+    return cli_usage_error(cmd,
+                           "--layers starts with %d but the data has %d inputs per example "
+                           "(--layers gives all widths; --hidden the hidden ones)",
+                           list[0], n_in);
+  if (full && list[count - 1] != n_out)
+    return cli_usage_error(cmd,
+                           "--layers ends with %d but the data has %d outputs per example "
+                           "(--layers gives all widths; --hidden the hidden ones)",
+                           list[count - 1], n_out);
   int n = full ? count : count + 2;
   if (n > CLI_MAX_LAYERS + 1) return cli_fail(cmd, "too many layers (at most %d)", CLI_MAX_LAYERS);
   int *s = malloc(sizeof(int) * (size_t)n);

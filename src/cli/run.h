@@ -46,6 +46,7 @@ typedef struct cli_run {
   int interrupted;        /* stopped by SIGINT */
   int numeric_failure;    /* stopped by a non-finite cost */
   const char *saved_to;   /* NULL if not saved */
+  const char *warning;    /* NULL, or why the run looks like it is not learning */
   const cli_epoch *history;
   int n_history;
 } cli_run;

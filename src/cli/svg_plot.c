@@ -3,6 +3,8 @@
 
 #include "svg_plot.h"
 
+#include "io/file_util.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -238,32 +240,25 @@ static void write_svg(FILE *f, const cli_run *run) {
 }
 
 int cli_svg_plot_write(const char *cmd, const char *path, const cli_run *run) {
-  size_t n = strlen(path) + 32;
-  char *tmp = malloc(n);
-  if (!tmp) return cli_fail(cmd, "out of memory");
-  snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    int err = errno;
-    free(tmp);
-    return cli_fail(cmd, "cannot create plot %s: %s", path, strerror(err));
-  }
+  /* Built in memory, then written by the library's atomic save: the same
+   * target rules as --save (a device, FIFO or directory at the path is
+   * refused, a symlink is followed) and no torn file on a crash. */
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return cli_fail(cmd, "out of memory");
   write_svg(f, run);
-  int bad = fflush(f) != 0 || ferror(f);
-  int err = errno;
-  if (fclose(f) != 0 && !bad) {
-    bad = 1;
-    err = errno;
+  int bad = ferror(f);
+  if (fclose(f) != 0 || bad || !buf) {
+    free(buf);
+    return cli_fail(cmd, "cannot build plot %s: out of memory", path);
   }
-  if (!bad && rename(tmp, path) != 0) {
-    bad = 1;
-    err = errno;
-  }
-  if (bad) {
-    unlink(tmp);
-    free(tmp);
-    return cli_fail(cmd, "cannot write plot %s: %s", path, strerror(err));
-  }
-  free(tmp);
-  return 0;
+  bp_context *ctx = NULL;
+  int code = 0;
+  if (bp_context_create(BP_BACKEND_CPU, 0, &ctx) != BP_OK) code = cli_fail(cmd, "out of memory");
+  else if (bp_io_atomic_write(ctx, path, buf, len) != BP_OK)
+    code = cli_fail(cmd, "cannot write plot %s: %s", path, bp_context_last_error(ctx));
+  bp_context_destroy(ctx);
+  free(buf);
+  return code;
 }

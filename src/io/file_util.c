@@ -1,5 +1,6 @@
 /* file_util.c - whole-file reads, gzip, the atomic save, strict numbers. */
 #define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
 
 #include "io/file_util.h"
 
@@ -12,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -31,86 +35,96 @@ const char *bp_io_errno_text(int err, char *buf, size_t n) {
 
 /* ---- Reading ------------------------------------------------------------- */
 
-bp_status bp_io_read_file(bp_context *ctx, const char *path, size_t max_size, unsigned char **data,
-                          size_t *len) {
+const char *bp_io_file_type(unsigned mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  return "not a regular file";
+}
+
+bp_status bp_io_open_regular(bp_context *ctx, const char *path, uint64_t max_size, FILE **out,
+                             uint64_t *size) {
   char eb[128];
-  *data = NULL;
-  *len = 0;
+  *out = NULL;
+  *size = 0;
   if (!path) return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "file path is NULL");
-  if (max_size > SIZE_MAX - 1) max_size = SIZE_MAX - 1; /* room for the NUL */
-  FILE *f = fopen(path, "rb");
-  if (!f) {
+  /* O_NONBLOCK: open() on a FIFO without a writer would block forever; the
+   * type is checked on the descriptor (not on the name, which could be
+   * swapped between a stat and the open), then the flag is cleared. */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
     int e = errno;
     return bp_error(ctx, BP_ERR_IO, "%s: cannot open: %s", path,
                     bp_io_errno_text(e, eb, sizeof eb));
   }
   struct stat st;
-  size_t cap = 65536;
-  if (fstat(fileno(f), &st) == 0) {
-    if (S_ISDIR(st.st_mode)) {
-      fclose(f);
-      return bp_error(ctx, BP_ERR_IO, "%s: cannot read: is a directory", path);
-    }
-    if (S_ISREG(st.st_mode)) {
-      if ((uintmax_t)st.st_size > (uintmax_t)max_size) {
-        fclose(f);
-        return bp_error(ctx, BP_ERR_IO, "%s: file size %jd exceeds the limit of %zu bytes", path,
-                        (intmax_t)st.st_size, max_size);
-      }
-      cap = (size_t)st.st_size + 1;
-    }
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return bp_error(ctx, BP_ERR_IO, "%s: cannot stat: %s", path,
+                    bp_io_errno_text(e, eb, sizeof eb));
   }
-  /* The size from fstat is only a hint (pipes, /proc, files growing under us):
-   * read until EOF, growing as needed, and enforce the cap on what arrives. */
-  unsigned char *buf = malloc(cap);
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return bp_error(ctx, BP_ERR_IO, "%s: cannot read: it is %s, not a regular file", path,
+                    bp_io_file_type((unsigned)st.st_mode));
+  }
+  if (st.st_size < 0 || (uint64_t)st.st_size > max_size) {
+    close(fd);
+    return bp_error(ctx, BP_ERR_IO, "%s: file size %jd exceeds the limit of %llu bytes", path,
+                    (intmax_t)st.st_size, (unsigned long long)max_size);
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    int e = errno;
+    close(fd);
+    return bp_error(ctx, BP_ERR_IO, "%s: cannot open: %s", path,
+                    bp_io_errno_text(e, eb, sizeof eb));
+  }
+  *out = f;
+  *size = (uint64_t)st.st_size;
+  return BP_OK;
+}
+
+bp_status bp_io_read_file(bp_context *ctx, const char *path, size_t max_size, unsigned char **data,
+                          size_t *len) {
+  char eb[128];
+  *data = NULL;
+  *len = 0;
+  if (max_size > SIZE_MAX - 1) max_size = SIZE_MAX - 1; /* room for the NUL */
+  FILE *f;
+  uint64_t size;
+  bp_status st = bp_io_open_regular(ctx, path, max_size, &f, &size);
+  if (st != BP_OK) return st;
+  /* Only regular files get here, so the size is known and bounds both the
+   * allocation and the read: /dev/zero or a FIFO can no longer feed bytes
+   * without end. A file that grows meanwhile is read as it was. */
+  unsigned char *buf = malloc((size_t)size + 1);
   if (!buf) {
     fclose(f);
-    return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", path, cap);
+    return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: cannot allocate %llu bytes", path,
+                    (unsigned long long)size + 1);
   }
-  size_t used = 0;
-  for (;;) {
-    if (used == cap) {
-      if (used > max_size) break;
-      size_t ncap = cap <= (SIZE_MAX - 1) / 2 ? cap * 2 : SIZE_MAX - 1;
-      if (ncap > max_size + 1) ncap = max_size + 1;
-      unsigned char *nb = ncap > cap ? realloc(buf, ncap) : NULL;
-      if (!nb) {
-        free(buf);
-        fclose(f);
-        return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", path, ncap);
-      }
-      buf = nb;
-      cap = ncap;
-    }
-    size_t got = fread(buf + used, 1, cap - used, f);
-    used += got;
-    if (got == 0 || used < cap) {
-      if (ferror(f)) {
-        int e = errno;
-        free(buf);
-        fclose(f);
-        return bp_error(ctx, BP_ERR_IO, "%s: read failed: %s", path,
-                        bp_io_errno_text(e, eb, sizeof eb));
-      }
-      if (feof(f)) break;
-    }
-  }
+  size_t got = size ? fread(buf, 1, (size_t)size, f) : 0;
+  int failed = ferror(f), e = errno;
   fclose(f);
-  if (used > max_size) {
+  if (failed || got != (size_t)size) {
     free(buf);
-    return bp_error(ctx, BP_ERR_IO, "%s: file exceeds the limit of %zu bytes", path, max_size);
+    if (failed)
+      return bp_error(ctx, BP_ERR_IO, "%s: read failed: %s", path,
+                      bp_io_errno_text(e, eb, sizeof eb));
+    return bp_error(ctx, BP_ERR_IO, "%s: the file shrank while it was read (%zu of %llu bytes)",
+                    path, got, (unsigned long long)size);
   }
-  if (used == cap) {
-    unsigned char *nb = realloc(buf, used + 1);
-    if (!nb) {
-      free(buf);
-      return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", path, used + 1);
-    }
-    buf = nb;
-  }
-  buf[used] = 0;
+  buf[got] = 0;
   *data = buf;
-  *len = used;
+  *len = got;
   return BP_OK;
 }
 
@@ -278,20 +292,155 @@ static int fsync_parent_dir(const char *path, int *err) {
   return 0;
 }
 
+/* The temporary's name: "<target>.tmp.<pid>.XXXXXX". The pid lets a later
+ * save tell the leftovers of a killed process (pid gone) from the live
+ * temporary of a concurrent save (pid alive), which must be left alone. */
+#define TMP_MARK ".tmp."
+#define TMP_SUFFIX_MAX (sizeof TMP_MARK - 1 + 20 + 1 + 6) /* pid up to 20 digits */
+
+/* Splits path into its directory ("." when none) and base name. */
+static int split_path(const char *path, char **dir, const char **base) {
+  const char *slash = strrchr(path, '/');
+  size_t n = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
+  *dir = malloc(n + 1);
+  if (!*dir) return -1;
+  if (!slash) memcpy(*dir, ".", 2);
+  else {
+    memcpy(*dir, path, n);
+    (*dir)[n] = 0;
+  }
+  *base = slash ? slash + 1 : path;
+  return 0;
+}
+
+bp_status bp_io_check_save_target(bp_context *ctx, const char *path, char **resolved) {
+  char eb[128];
+  if (resolved) *resolved = NULL;
+  if (!path || !*path) return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "save: empty file name");
+  struct stat st;
+  char *target = NULL;
+  if (lstat(path, &st) != 0) {
+    int e = errno;
+    if (e != ENOENT)
+      return bp_error(ctx, BP_ERR_IO, "%s: cannot check the target: %s", path,
+                      bp_io_errno_text(e, eb, sizeof eb));
+    target = strdup(path);
+  } else if (S_ISLNK(st.st_mode)) {
+    /* A symbolic link is followed: the file it names is replaced atomically
+     * (the temporary goes next to it) and the link is kept. A dangling link
+     * is refused: creating its target would write to a place the name does
+     * not show. */
+    target = realpath(path, NULL);
+    if (!target) {
+      int e = errno;
+      return bp_error(ctx, BP_ERR_IO,
+                      "%s: a symbolic link whose target cannot be resolved (%s); refusing to "
+                      "write through it",
+                      path, bp_io_errno_text(e, eb, sizeof eb));
+    }
+    if (stat(target, &st) != 0) {
+      free(target);
+      return bp_error(ctx, BP_ERR_IO, "%s: cannot check the link's target", path);
+    }
+  } else {
+    target = strdup(path);
+  }
+  if (!target) return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+  if (lstat(target, &st) == 0 && !S_ISREG(st.st_mode)) {
+    bp_status r = bp_error(ctx, BP_ERR_IO,
+                           "%s: it is %s, not a regular file; refusing to replace it (only a "
+                           "regular file or a new name can be saved to)",
+                           path, bp_io_file_type((unsigned)st.st_mode));
+    free(target);
+    return r;
+  }
+  char *dir;
+  const char *base;
+  if (split_path(target, &dir, &base) != 0) {
+    free(target);
+    return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+  }
+  bp_status r = BP_OK;
+  long name_max = pathconf(dir, _PC_NAME_MAX);
+  if (name_max <= 0) name_max = 255;
+  struct stat dst;
+  if (!*base) {
+    r = bp_error(ctx, BP_ERR_IO, "%s: names a directory, not a file", path);
+  } else if (stat(dir, &dst) != 0 || !S_ISDIR(dst.st_mode)) {
+    r = bp_error(ctx, BP_ERR_IO, "%s: the directory %s does not exist", path, dir);
+  } else if (strlen(base) + TMP_SUFFIX_MAX > (size_t)name_max) {
+    r = bp_error(ctx, BP_ERR_IO,
+                 "%s: the file name is %zu bytes; with the temporary file's suffix (up to %zu "
+                 "bytes) it must fit in %ld",
+                 path, strlen(base), (size_t)TMP_SUFFIX_MAX, name_max);
+  } else if (access(dir, W_OK | X_OK) != 0) {
+    int e = errno;
+    r = bp_error(ctx, BP_ERR_IO, "%s: cannot create files in %s: %s", path, dir,
+                 bp_io_errno_text(e, eb, sizeof eb));
+  }
+  free(dir);
+  if (r != BP_OK || !resolved) free(target);
+  else *resolved = target;
+  return r;
+}
+
+/* Removes "<base>.tmp.<pid>.XXXXXX" files in dir whose process is gone: what
+ * a save killed by SIGKILL (or a power cut) left behind. Best effort. */
+static void remove_stale_temporaries(const char *dir, const char *base) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  size_t bl = strlen(base), ml = sizeof TMP_MARK - 1;
+  struct dirent *ent;
+  while ((ent = readdir(d)) != NULL) {
+    const char *n = ent->d_name;
+    if (strncmp(n, base, bl) != 0 || strncmp(n + bl, TMP_MARK, ml) != 0) continue;
+    const char *p = n + bl + ml;
+    char *end;
+    errno = 0;
+    long long pid = strtoll(p, &end, 10);
+    if (errno || end == p || *end != '.' || strlen(end + 1) != 6 || pid <= 0 ||
+        pid > (long long)INT_MAX)
+      continue;
+    if ((pid_t)pid == getpid()) continue; /* another thread's save in progress */
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+    size_t dl = strlen(dir);
+    char *full = malloc(dl + 1 + strlen(n) + 1);
+    if (!full) break;
+    sprintf(full, "%s/%s", dir, n);
+    (void)unlink(full);
+    free(full);
+  }
+  closedir(d);
+}
+
 bp_status bp_io_atomic_write(bp_context *ctx, const char *path, const void *data, size_t len) {
   char eb[128];
   if (!path || (!data && len)) return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "save: NULL argument");
-  size_t plen = strlen(path);
-  static const char suffix[] = ".tmp.XXXXXX";
-  char *tmp = malloc(plen + sizeof suffix);
-  if (!tmp) return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: cannot allocate a path", path);
-  memcpy(tmp, path, plen);
-  memcpy(tmp + plen, suffix, sizeof suffix);
+  char *target;
+  bp_status cs = bp_io_check_save_target(ctx, path, &target);
+  if (cs != BP_OK) return cs;
+  char *dir;
+  const char *base;
+  if (split_path(target, &dir, &base) != 0) {
+    free(target);
+    return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: cannot allocate a path", path);
+  }
+  remove_stale_temporaries(dir, base);
+  free(dir);
+
+  size_t plen = strlen(target);
+  char *tmp = malloc(plen + TMP_SUFFIX_MAX + 1);
+  if (!tmp) {
+    free(target);
+    return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: cannot allocate a path", path);
+  }
+  sprintf(tmp, "%s" TMP_MARK "%ld.XXXXXX", target, (long)getpid());
 
   int fd = mkstemp(tmp);
   if (fd < 0) {
     int e = errno;
     free(tmp);
+    free(target);
     return bp_error(ctx, BP_ERR_IO, "%s: cannot create a temporary file: %s", path,
                     bp_io_errno_text(e, eb, sizeof eb));
   }
@@ -299,7 +448,7 @@ bp_status bp_io_atomic_write(bp_context *ctx, const char *path, const void *data
    * 0644 (the umask cannot be read without changing it, racing other threads). */
   struct stat st;
   mode_t mode = 0644;
-  if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) mode = st.st_mode & 07777;
+  if (stat(target, &st) == 0 && S_ISREG(st.st_mode)) mode = st.st_mode & 07777;
   (void)fchmod(fd, mode); /* best effort: the permissions are not the data */
 
   const char *what = NULL;
@@ -337,18 +486,32 @@ bp_status bp_io_atomic_write(bp_context *ctx, const char *path, const void *data
       what = "close failed";
     }
   }
-  if (!what && rename(tmp, path) != 0) {
+  /* The target is checked again just before the rename: it may have become
+   * something else (a directory, a device) while the data was written. */
+  if (!what && lstat(target, &st) == 0 && !S_ISREG(st.st_mode)) {
+    unlink(tmp);
+    free(tmp);
+    bp_status r = bp_error(ctx, BP_ERR_IO,
+                           "%s: it became %s while the file was written; refusing to replace it",
+                           path, bp_io_file_type((unsigned)st.st_mode));
+    free(target);
+    return r;
+  }
+  if (!what && rename(tmp, target) != 0) {
     err = errno;
     what = "cannot rename the temporary file over it";
   }
   if (what) {
     unlink(tmp);
     free(tmp);
+    free(target);
     return bp_error(ctx, BP_ERR_IO, "%s: %s: %s; the file was not changed", path, what,
                     bp_io_errno_text(err, eb, sizeof eb));
   }
   free(tmp);
-  if (fsync_parent_dir(path, &err) != 0)
+  int dir_failed = fsync_parent_dir(target, &err);
+  free(target);
+  if (dir_failed != 0)
     return bp_error(ctx, BP_ERR_IO,
                     "%s: written and renamed, but the fsync of its directory failed (%s): the "
                     "new file may not survive a crash",
@@ -415,6 +578,16 @@ bp_status bp_io_data_alloc(bp_context *ctx, int n, int n_in, int n_out, bp_data 
       (size_t)n > SIZE_MAX / sizeof(float) / (size_t)n_out)
     return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "data set of %d x (%d, %d) is too large", n, n_in,
                     n_out);
+  /* A header may declare a set that fits in size_t yet not in this machine:
+   * refused with a clear message instead of an allocation that the kernel
+   * might grant lazily and kill the process for later. */
+  double need = ((double)n_in + (double)n_out) * (double)n * (double)sizeof(float);
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0 && need > (double)pages * (double)page)
+    return bp_error(ctx, BP_ERR_OUT_OF_MEMORY,
+                    "data set of %d x (%d, %d) needs %.1f GiB as floats, more than this "
+                    "machine's %.1f GiB of memory",
+                    n, n_in, n_out, need / 1073741824.0, (double)pages * (double)page / 1073741824.0);
   bp_data *d = calloc(1, sizeof *d);
   if (d) {
     d->X = calloc((size_t)n * (size_t)n_in, sizeof(float));

@@ -8,6 +8,8 @@
 #define BP_IO_FILE_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "backprop.h"
 
@@ -15,8 +17,22 @@
 extern "C" {
 #endif
 
+/* "a regular file", "a directory", "a FIFO", "a character device", ...:
+ * the kind of file st_mode describes, for messages. */
+const char *bp_io_file_type(unsigned mode);
+
+/* Opens path for reading without blocking (a FIFO without a writer would
+ * hang open() forever) and accepts only a regular file of at most max_size
+ * bytes: devices (/dev/zero), FIFOs, sockets and directories are BP_ERR_IO
+ * naming what the path is. On success *f is open (blocking again) and *size
+ * is the file's size. */
+bp_status bp_io_open_regular(bp_context *ctx, const char *path, uint64_t max_size, FILE **f,
+                             uint64_t *size);
+
 /* Reads the whole file at path into a fresh malloc'd buffer (*data, *len;
  * one extra NUL byte follows the data so text parsers may rely on it).
+ * Only a regular file is read (bp_io_open_regular), and no more than its
+ * size at the open: what is allocated is bounded by what the file holds.
  * A file that cannot be read, or is larger than max_size, is BP_ERR_IO with
  * the file name (and the errno text). On failure *data is NULL. */
 bp_status bp_io_read_file(bp_context *ctx, const char *path, size_t max_size, unsigned char **data,
@@ -39,10 +55,21 @@ bp_status bp_io_gunzip(bp_context *ctx, const void *data, size_t len, size_t max
 bp_status bp_io_read_file_gz(bp_context *ctx, const char *path, size_t max_size,
                              unsigned char **data, size_t *len);
 
-/* Replaces path atomically with len bytes: temp file "<path>.tmp.XXXXXX" in
- * the same directory, write, fflush, fsync, fclose, rename, fsync of the
- * directory. On failure (BP_ERR_IO) the temp file is removed and path is
- * untouched. */
+/* Checks, before anything is written, that path can be saved to: it is
+ * absent or a regular file (a device, FIFO, socket or directory is refused:
+ * the rename would replace it), its directory exists and is writable, and
+ * its name leaves room for the temporary's suffix. A symbolic link is
+ * followed to the file it names (which must be absent-but-resolvable or
+ * regular); a dangling link is refused. On success, when resolved is not
+ * NULL, *resolved is the malloc'd path that will really be replaced. */
+bp_status bp_io_check_save_target(bp_context *ctx, const char *path, char **resolved);
+
+/* Replaces path atomically with len bytes, after bp_io_check_save_target:
+ * temp file "<target>.tmp.<pid>.XXXXXX" in the target's directory, write,
+ * fflush, fsync, fclose, rename, fsync of the directory. Temporaries of the
+ * same target left by processes that no longer exist (a save killed by
+ * SIGKILL) are removed first. On failure (BP_ERR_IO) the temp file is
+ * removed and path is untouched. */
 bp_status bp_io_atomic_write(bp_context *ctx, const char *path, const void *data, size_t len);
 
 /* Test hook (tests only): the nth write of file data from now on fails with

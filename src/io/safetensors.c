@@ -508,6 +508,20 @@ static bp_status parse_header(bp_context *ctx, const char *name, const unsigned 
   return check_metadata_semantics(ctx, m);
 }
 
+/* A header length over the cap is most likely another kind of file (a CSV,
+ * an IDX file) given as a model: the message says so rather than only
+ * quoting an absurd length. */
+static bp_status not_a_model(bp_context *ctx, const char *name, uint64_t n, uint64_t after) {
+  if (n > ST_MAX_HEADER)
+    return bp_error(ctx, BP_ERR_FORMAT,
+                    "%s: byte 0: not a model file (a safetensors file starts with the 8-byte "
+                    "length of its JSON header; these bytes give a header length of %llu, over "
+                    "the limit of 100000000)",
+                    name, (unsigned long long)n);
+  return bp_error(ctx, BP_ERR_FORMAT, "%s: byte 0: header length %llu exceeds the %llu bytes after it",
+                  name, (unsigned long long)n, (unsigned long long)after);
+}
+
 /* Splits a whole file in memory into header and data and validates it. */
 static bp_status parse_buffer(bp_context *ctx, const char *name, const unsigned char *p, size_t len,
                               st_model *m) {
@@ -518,13 +532,7 @@ static bp_status parse_buffer(bp_context *ctx, const char *name, const unsigned 
                     "header length",
                     name, len);
   uint64_t n = le64(p);
-  if (n > ST_MAX_HEADER)
-    return bp_error(ctx, BP_ERR_FORMAT, "%s: byte 0: header length %llu exceeds the limit of %llu",
-                    name, (unsigned long long)n, (unsigned long long)ST_MAX_HEADER);
-  if (n > len - 8)
-    return bp_error(ctx, BP_ERR_FORMAT,
-                    "%s: byte 0: header length %llu exceeds the %zu bytes after it", name,
-                    (unsigned long long)n, len - 8);
+  if (n > ST_MAX_HEADER || n > len - 8) return not_a_model(ctx, name, n, len - 8);
   return parse_header(ctx, name, p + 8, (size_t)n, (uint64_t)(len - 8 - (size_t)n), m);
 }
 
@@ -674,24 +682,15 @@ bp_status bp_network_load_weights(bp_network *net, const char *path) {
 }
 
 bp_status bp_model_info_read(bp_context *ctx, const char *path, bp_model_info **out) {
-  char eb[128];
   if (out) *out = NULL;
   if (!ctx || !path || !out)
     return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_model_info_read: NULL argument");
   /* Only the header is read: the data buffer's size is all the validation
    * of the offsets needs, and a model may be large. */
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    int e = errno;
-    return bp_error(ctx, BP_ERR_IO, "%s: cannot open: %s", path,
-                    bp_io_errno_text(e, eb, sizeof eb));
-  }
-  struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(f);
-    return bp_error(ctx, BP_ERR_IO, "%s: not a regular file", path);
-  }
-  uint64_t file_len = (uint64_t)sb.st_size;
+  FILE *f;
+  uint64_t file_len;
+  bp_status ost = bp_io_open_regular(ctx, path, UINT64_MAX, &f, &file_len);
+  if (ost != BP_OK) return ost;
   unsigned char len8[8];
   if (file_len < 8 || fread(len8, 1, 8, f) != 8) {
     fclose(f);
@@ -702,9 +701,7 @@ bp_status bp_model_info_read(bp_context *ctx, const char *path, bp_model_info **
   uint64_t n = le64(len8);
   if (n > ST_MAX_HEADER || n > file_len - 8) {
     fclose(f);
-    return bp_error(ctx, BP_ERR_FORMAT, "%s: byte 0: header length %llu exceeds %s", path,
-                    (unsigned long long)n,
-                    n > ST_MAX_HEADER ? "the limit of 100000000" : "the bytes after it");
+    return not_a_model(ctx, path, n, file_len - 8);
   }
   unsigned char *hdr = malloc(n ? (size_t)n : 1);
   if (!hdr) {

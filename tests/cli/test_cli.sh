@@ -339,8 +339,14 @@ check "the progress names the math mode" grep -q "bf16 math" err.txt
 # Hidden widths only, and the other formats.
 expect_rc 0 "--hidden" -- "$BP" train --data train.csv --hidden 5,4 --epochs 1 --backend cpu --json
 check "--hidden sizes" "$PY" -c 'import json,sys; assert json.load(open(sys.argv[1]))["sizes"] == [8,5,4,3]' out.txt
-expect_rc 0 "--layers with hidden widths" -- "$BP" train --data train.csv --layers 7 --epochs 1 --backend cpu --json
-check "--layers 7 is a hidden width" "$PY" -c 'import json,sys; assert json.load(open(sys.argv[1]))["sizes"] == [8,7,3]' out.txt
+# --layers gives all widths; one that disagrees with the data is a usage
+# error naming both numbers, never a guess (it used to train 8,5,8,3,3).
+expect_rc 2 "--layers not matching the inputs" -- "$BP" train --data train.csv --layers 5,8,3 --epochs 1 --backend cpu
+check "--layers: names both input widths" grep -q "starts with 5 but the data has 8 inputs" err.txt
+expect_rc 2 "--layers not matching the outputs" -- "$BP" train --data train.csv --layers 8,4 --epochs 1 --backend cpu
+check "--layers: names both output widths" grep -q "ends with 4 but the data has 3 outputs" err.txt
+expect_rc 2 "--layers with one width" -- "$BP" train --data train.csv --layers 7 --epochs 1 --backend cpu
+check "--layers 7: points at --hidden" grep -q -- "--hidden 7" err.txt
 expect_rc 0 "FANN data" -- "$BP" train --data small.data --epochs 3 --backend cpu --json
 check "FANN sizes and no test set" "$PY" - out.txt <<'EOF'
 import json, sys
@@ -405,6 +411,116 @@ else
   fail "SIGINT: training printed no epoch line in time"
   sed 's/^/    stderr: /' int.err | head -5 >&2
 fi
+
+# ---- Issue 13: hostile or accidental paths --------------------------------------------
+# Every refusal below comes before training, at once: --epochs 100000 would
+# otherwise run for minutes.
+LONG=("$BP" train --data train.csv --epochs 100000 --backend cpu --quiet)
+mkfifo fifo
+expect_rc 1 "--save onto a FIFO" -- timeout 20 "${LONG[@]}" --save fifo
+check "--save onto a FIFO: refused as such" grep -q "a FIFO, not a regular file" err.txt
+check "--save onto a FIFO: the FIFO is still there" test -p fifo
+expect_rc 1 "--plot onto a FIFO" -- timeout 20 "${LONG[@]}" --plot fifo
+check "--plot onto a FIFO: the FIFO is still there" test -p fifo
+ln -s /dev/null devnull.safetensors
+expect_rc 1 "--save through a symlink to /dev/null" -- timeout 20 "${LONG[@]}" --save devnull.safetensors
+check "--save to a device: refused" grep -q "character device" err.txt
+check "--save to a device: the link is still there" test -L devnull.safetensors
+mkdir -p adir
+expect_rc 1 "--save onto a directory" -- timeout 20 "${LONG[@]}" --save adir
+check "--save onto a directory: refused before training" grep -q "a directory" err.txt
+expect_rc 1 "--save with a name too long for the temporary" -- timeout 20 "${LONG[@]}" \
+  --save "$(printf 'm%.0s' $(seq 1 245))"
+check "--save name too long: says why" grep -q "temporary file's suffix" err.txt
+expect_rc 1 "info on a FIFO" -- timeout 20 "$BP" info fifo
+check "info on a FIFO: refused, not blocked" grep -q "a FIFO" err.txt
+expect_rc 1 "eval --model on a FIFO" -- timeout 20 "$BP" eval --model fifo --data test.csv
+expect_rc 1 "eval --data on a FIFO" -- timeout 20 "$BP" eval --model m.safetensors --data fifo --format csv
+expect_rc 1 "train --data on a FIFO" -- timeout 20 "$BP" train --data fifo --format fann --backend cpu
+expect_rc 1 "eval --model /dev/zero" -- timeout 20 "$BP" eval --model /dev/zero --data test.csv
+check "eval --model /dev/zero: refused as a device" grep -q "character device" err.txt
+expect_rc 1 "info on a CSV" -- "$BP" info train.csv
+check "info on a CSV: not a model file" grep -q "not a model file" err.txt
+
+# info shows metadata escaped: a model may carry terminal escape sequences.
+"$PY" - m.safetensors evil.safetensors <<'EOF'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+h["__metadata__"]["note"] = "\x1b]0;pwned\x07\x1b[2J\u009b31m\rbad"
+hb = json.dumps(h).encode()
+hb += b" " * (-len(hb) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hb)) + hb + b[8 + n:])
+EOF
+expect_rc 0 "info on a model with escapes in its metadata" -- "$BP" info evil.safetensors
+check "info: no raw control character reaches the terminal" "$PY" -c '
+import sys
+t = open(sys.argv[1], "rb").read().decode()
+assert not any((ord(c) < 32 and c != "\n") or 0x7f <= ord(c) <= 0x9f for c in t), repr(t)
+assert "\\x1b]0;pwned\\x07" in t, t' out.txt
+
+# ---- Issue 13: the command's rough edges -----------------------------------------------
+# eval with a model of fewer outputs than the data's classes: the shape, not a bad label.
+"$PY" -c '
+import sys
+src = open("test.csv").read().splitlines()
+out = [src[0]] + [",".join(l.split(",")[:-1] + ["4"]) if i == 0 else l for i, l in enumerate(src[1:])]
+open("five.csv", "w").write("\n".join(out) + "\n")'
+expect_rc 1 "eval: more classes than the model's outputs" -- "$BP" eval --model m.safetensors --data five.csv
+check "eval: names the shape mismatch" grep -q "labels of 5 classes (0..4) but the model has 3 outputs" err.txt
+expect_rc 0 "one epoch" -- "$BP" train --data train.csv --epochs 1 --backend cpu
+check "\"1 epoch\", not \"1 epochs\"" grep -q "; 1 epoch," err.txt
+
+# A learning rate that saturates the sigmoids: the run completes, but warns.
+expect_rc 0 "--lr 100" -- "$BP" train --data train.csv --test test.csv --layers 8,16,3 --epochs 8 \
+  --lr 100 --backend cpu --json
+check "--lr 100: warned during the run" grep -Eq "warning: .*(not learning|not improved)" err.txt
+check "--lr 100: --json says so" "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["not_learning"] is True and "--lr" in d["warning"], d' out.txt
+check "a good run has no warning" "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["not_learning"] is False and d["warning"] is None, d' train.json
+
+# Ctrl-C stops a long epoch at the next batch, not at its end.
+"$BP" train --data big.data --hidden 2048 --epochs 3 --batch 1 --backend cpu \
+  --save stop.safetensors >stop.out 2>stop.err &
+pid=$!
+for _ in $(seq 1 300); do
+  grep -q '^backprop: network' stop.err 2>/dev/null && break
+  sleep 0.1
+done
+sleep 0.5
+kill -INT "$pid"
+t0=$(date +%s)
+wait "$pid"
+rc=$?
+t1=$(date +%s)
+if [ "$rc" -eq 130 ]; then pass; else fail "Ctrl-C mid-epoch: exit status $rc, expected 130"; fi
+check "Ctrl-C mid-epoch: stopped within seconds, not at the epoch's end" test $((t1 - t0)) -le 5
+check "Ctrl-C mid-epoch: says where it stopped" grep -q "stopped in epoch 1 after" stop.err
+check "Ctrl-C mid-epoch: the model was saved" test -s stop.safetensors
+
+# A second Ctrl-C quits at once and says nothing was saved. The wide hidden
+# layer makes the evaluation that follows the first one last about a second,
+# so the second arrives while the run is still finishing.
+"$BP" train --data big.data --hidden 4096 --epochs 100000 --batch 8 --backend cpu \
+  --save stop2.safetensors >stop2.out 2>stop2.err &
+pid=$!
+for _ in $(seq 1 300); do
+  grep -q '^backprop: network' stop2.err 2>/dev/null && break
+  sleep 0.1
+done
+kill -INT "$pid"
+sleep 0.1
+kill -INT "$pid" 2>/dev/null
+wait "$pid"
+rc=$?
+if [ "$rc" -eq 130 ]; then pass; else fail "second Ctrl-C: exit status $rc, expected 130"; fi
+check "second Ctrl-C: says nothing was saved" grep -q "nothing was saved" stop2.err
 
 echo "$checks checks, $failures failed"
 [ "$failures" -eq 0 ]
