@@ -34,7 +34,7 @@ enum {
   OPT_HELP, OPT_DATA, OPT_TEST, OPT_LAYERS, OPT_HIDDEN, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_SEED,
   OPT_BACKEND, OPT_DEVICE, OPT_SAVE, OPT_LOG, OPT_PLOT, OPT_JSON, OPT_QUIET, OPT_LABEL_COLUMN,
   OPT_TARGETS, OPT_CLASSES, OPT_FORMAT, OPT_MATH, OPT_NONDETERMINISTIC,
-  OPT_CUDA_GRAPHS
+  OPT_CUDA_GRAPHS, OPT_KERNELS, OPT_PRODUCTS
 };
 
 static const cli_option options[] = {
@@ -49,7 +49,8 @@ static const cli_option options[] = {
     {"label-column", 0, 1, OPT_LABEL_COLUMN}, {"targets", 0, 1, OPT_TARGETS},
     {"classes", 0, 1, OPT_CLASSES},   {"format", 0, 1, OPT_FORMAT},
     {"math", 0, 1, OPT_MATH},         {"nondeterministic", 0, 0, OPT_NONDETERMINISTIC},
-    {"cuda-graphs", 0, 0, OPT_CUDA_GRAPHS},
+    {"cuda-graphs", 0, 0, OPT_CUDA_GRAPHS}, {"kernels", 0, 1, OPT_KERNELS},
+    {"products", 0, 1, OPT_PRODUCTS},
     {NULL, 0, 0, 0}};
 
 static void help(FILE *f) {
@@ -94,6 +95,10 @@ static void help(FILE *f) {
 "  --cuda-graphs        CUDA: capture each training step once and replay it (one\n"
 "                       launch per step instead of one per kernel; the same\n"
 "                       results bit for bit). The CPU backend ignores it\n"
+"  --kernels K          CUDA kernel path: reference (default) or fused (one kernel\n"
+"                       per layer for bias + activation and for error + bias\n"
+"                       gradient; the same weights bit for bit). CPU: ignored\n"
+"  --products P         CUDA products: cublas (default) or cublaslt. CPU: ignored\n"
 "\n"
 "Output:\n"
 "  --save FILE          save the model (safetensors, with the training metadata)\n"
@@ -134,6 +139,8 @@ typedef struct train_opts {
   bp_math_mode math;
   int nondeterministic;
   int cuda_graphs;
+  bp_kernel_path kernels;
+  bp_product_path products;
   cli_data_options data_opt;
   int label_column_given;
 } train_opts;
@@ -142,6 +149,8 @@ typedef struct train_opts {
 static int parse(int argc, char **argv, train_opts *o) {
   static const char *const backends[] = {"auto", "cpu", "cuda", NULL};
   static const char *const maths[] = {"fp32", "tf32", "bf16", NULL};
+  static const char *const kernel_paths[] = {"reference", "fused", NULL};
+  static const char *const product_paths[] = {"cublas", "cublaslt", NULL};
   memset(o, 0, sizeof *o);
   o->epochs = DEFAULT_EPOCHS;
   o->batch = DEFAULT_BATCH;
@@ -185,6 +194,14 @@ static int parse(int argc, char **argv, train_opts *o) {
         break;
       case OPT_NONDETERMINISTIC: o->nondeterministic = 1; break;
       case OPT_CUDA_GRAPHS: o->cuda_graphs = 1; break;
+      case OPT_KERNELS:
+        bad = cli_parse_choice(&a, v, kernel_paths, &choice);
+        o->kernels = choice == 1 ? BP_KERNELS_FUSED : BP_KERNELS_REFERENCE;
+        break;
+      case OPT_PRODUCTS:
+        bad = cli_parse_choice(&a, v, product_paths, &choice);
+        o->products = choice == 1 ? BP_PRODUCTS_CUBLASLT : BP_PRODUCTS_CUBLAS;
+        break;
       case OPT_SAVE: o->save = v; break;
       case OPT_LOG: o->log = v; break;
       case OPT_PLOT: o->plot = v; break;
@@ -513,6 +530,8 @@ int cli_cmd_train(int argc, char **argv) {
   run.math = bp_math_mode_name(o.math);
   run.deterministic = !o.nondeterministic;
   run.cuda_graphs = o.cuda_graphs;
+  run.kernels = o.kernels == BP_KERNELS_FUSED ? "fused" : "reference";
+  run.products = o.products == BP_PRODUCTS_CUBLASLT ? "cublaslt" : "cublas";
 
   const char *data_path = o.data ? o.data : default_data();
   if (!data_path) {
@@ -544,6 +563,8 @@ int cli_cmd_train(int argc, char **argv) {
     desc.math = o.math;
     desc.deterministic = !o.nondeterministic;
     desc.cuda_graphs = o.cuda_graphs;
+    desc.kernels = o.kernels;
+    desc.products = o.products;
     if (bp_network_create_ex(s.ctx, &desc, &s.net) != BP_OK)
       code = cli_fail(CMD, "cannot create the network: %s", bp_context_last_error(s.ctx));
   }

@@ -64,6 +64,10 @@ void cli_json_train_result(FILE *f, const cli_run *run) {
   fputs(run->deterministic ? "true" : "false", f);
   key(f, "cuda_graphs", &first);
   fputs(run->cuda_graphs ? "true" : "false", f);
+  key(f, "kernels", &first);
+  cli_json_string(f, run->kernels ? run->kernels : "reference");
+  key(f, "products", &first);
+  cli_json_string(f, run->products ? run->products : "cublas");
   key(f, "device", &first);
   if (run->device >= 0)
     fprintf(f, "%d", run->device);

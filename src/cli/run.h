@@ -26,6 +26,8 @@ typedef struct cli_run {
   const char *math;       /* the math mode: "fp32", "tf32" or "bf16" */
   int deterministic;      /* 1 unless --nondeterministic */
   int cuda_graphs;        /* --cuda-graphs */
+  const char *kernels;    /* --kernels: "reference" or "fused" */
+  const char *products;   /* --products: "cublas" or "cublaslt" */
   int device;             /* CUDA device; -1 on the CPU backend */
   const int *sizes;
   int n_sizes;

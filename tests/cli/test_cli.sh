@@ -284,6 +284,19 @@ assert a["test_accuracy"] == b["test_accuracy"]
 EOF
 expect_rc 2 "--cuda-graphs takes no value" -- "$BP" train --data train.csv --cuda-graphs=1
 
+# --kernels and --products: options passed to the library and recorded; the
+# CPU backend ignores them, so the training is the default one bit for bit.
+expect_rc 0 "train --kernels fused --products cublaslt" -- "${TRAIN[@]}" --kernels fused \
+  --products cublaslt --json --quiet
+check "--kernels/--products: recorded, and on the CPU the same training" "$PY" - out.txt train.json <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert (a["kernels"], a["products"]) == ("fused", "cublaslt"), (a["kernels"], a["products"])
+assert (b["kernels"], b["products"]) == ("reference", "cublas"), (b["kernels"], b["products"])
+assert [h["train_cost"] for h in a["history"]] == [h["train_cost"] for h in b["history"]]
+EOF
+expect_rc 2 "--kernels takes reference or fused" -- "$BP" train --data train.csv --kernels fastest
+
 # Math modes: bf16 and tf32 are emulated on the CPU backend. They still learn,
 # rerun bit for bit, differ from fp32, and are recorded in the outputs.
 for mode in bf16 tf32; do
