@@ -1,7 +1,7 @@
 /*
  * bench_common.h - small helpers shared by the benchmark programs (C11 and
  * C++17/CUDA): wall clock, medians, a counter-based random generator, list
- * parsing and a few JSON writing helpers. Header-only, everything static.
+ * parsing, cudaCheck and a few JSON writing helpers. Header-only, everything static.
  *
  * Benchmarks are programs, not the library: on a CUDA error they print the
  * file and line and exit (cudaCheck, in the manner of llm.c).
@@ -28,6 +28,20 @@
 #define BENCH_HD __host__ __device__
 #else
 #define BENCH_HD
+#endif
+
+#if defined(__CUDACC__) || defined(BP_WITH_CUDA)
+#include <cuda_runtime.h>
+
+/* A CUDA call of the benchmark itself that fails ends the program, naming
+ * the file and line (llm.c's cudaCheck). */
+BENCH_UNUSED static void cuda_check(cudaError_t err, const char *file, int line) {
+  if (err != cudaSuccess) {
+    fprintf(stderr, "[CUDA ERROR] at file %s:%d:\n%s\n", file, line, cudaGetErrorString(err));
+    exit(EXIT_FAILURE);
+  }
+}
+#define cudaCheck(err) (cuda_check((err), __FILE__, __LINE__))
 #endif
 
 /* Exit status meaning "nothing to measure here" (ctest SKIP_RETURN_CODE). */

@@ -1,8 +1,8 @@
 /*
  * bench_config.h - what bench_step and bench_stream share: a configuration
  * (layer sizes and batch, written "784-100-10@256"), its random data set,
- * the host's memory size, and the checks that end the program on a failed
- * CUDA or library call. C only; header-only, everything static.
+ * the host's memory size, and the check that ends the program on a failed
+ * library call. C only; header-only, everything static.
  */
 #ifndef BP_BENCH_CONFIG_H
 #define BP_BENCH_CONFIG_H
@@ -16,20 +16,6 @@
 #include "backprop.h"
 #include "bench_common.h"
 
-#ifdef BP_WITH_CUDA
-#include <cuda_runtime.h>
-
-/* A CUDA call of the benchmark itself that fails ends the program, naming
- * the file and line (llm.c's cudaCheck). */
-BENCH_UNUSED static void cuda_check(cudaError_t err, const char *file, int line) {
-  if (err != cudaSuccess) {
-    fprintf(stderr, "[CUDA ERROR] at file %s:%d:\n%s\n", file, line, cudaGetErrorString(err));
-    exit(EXIT_FAILURE);
-  }
-}
-#define cudaCheck(err) (cuda_check((err), __FILE__, __LINE__))
-#endif
-
 /* Library calls that must succeed: a failure is a benchmark failure. The
  * including program defines BENCH_PROGRAM, its name for the message. */
 BENCH_UNUSED static void bp_check(bp_status st, bp_context *ctx, const char *what,
@@ -41,6 +27,30 @@ BENCH_UNUSED static void bp_check(bp_status st, bp_context *ctx, const char *wha
   }
 }
 #define BP_CHECK(ctx, call) bp_check((call), (ctx), #call, __FILE__, __LINE__)
+
+/* A context on backend, or NULL with *exit_code set: BENCH_EXIT_SKIP (the
+ * backend is absent; a "skipped" JSON is written to json when not NULL) or
+ * 1 (another failure). */
+BENCH_UNUSED static bp_context *bench_context(bp_backend backend, int device, const char *json,
+                                              int *exit_code) {
+  bp_context *ctx = NULL;
+  bp_status st = bp_context_create(backend, device, &ctx);
+  if (st == BP_OK) return ctx;
+  if (st != BP_ERR_NO_DEVICE) {
+    fprintf(stderr, BENCH_PROGRAM ": bp_context_create: %s\n", bp_status_string(st));
+    *exit_code = 1;
+    return NULL;
+  }
+  printf(BENCH_PROGRAM ": backend %s not available; skipping\n", bp_backend_name(backend));
+  FILE *f = json ? fopen(json, "w") : NULL;
+  if (f) {
+    fprintf(f, "{\"bench\": \"" BENCH_PROGRAM "\", \"backend\": \"%s\", \"skipped\": \"no device\"}\n",
+            bp_backend_name(backend));
+    fclose(f);
+  }
+  *exit_code = BENCH_EXIT_SKIP;
+  return NULL;
+}
 
 #define MAX_SIZES 16
 

@@ -25,6 +25,12 @@
  *     fails the check. The gates on the device (the SGD skip on a non-finite
  *     batch cost, the cost kernel's skip count) are checked too.
  *
+ * A kernel benchmark, like llm.c's dev/cuda: it calls the launchers of
+ * kernels/kernels.cuh directly and checks them against kernels/elementwise.cuh
+ * (and the accuracy rule of src/internal.h), so it includes those library
+ * headers, the only bench program that does; the others go through the
+ * public API (backprop.h).
+ *
  * Build: part of the CMake build (bench/CMakeLists.txt) when CUDA is on.
  * Run:   bench_kernels [--quick|--smoke] [--kernels a,b] [--sizes 1,64] [--json F]
  * Exit:  0 all validated; 1 a validation failed; 2 bad usage; 77 no device.
@@ -43,18 +49,8 @@
 
 #include "bench_common.h"
 #include "elementwise.cuh"
-#include "internal.h"
+#include "internal.h" /* bp_example_correct: the CPU rule the accuracy kernel is checked against */
 #include "kernels.cuh"
-
-/* ---- Error checking ------------------------------------------------------ */
-
-static void cuda_check(cudaError_t err, const char *file, int line) {
-  if (err != cudaSuccess) {
-    fprintf(stderr, "[CUDA ERROR] at file %s:%d:\n%s\n", file, line, cudaGetErrorString(err));
-    exit(EXIT_FAILURE);
-  }
-}
-#define cudaCheck(err) (cuda_check((err), __FILE__, __LINE__))
 
 /* ---- Device helpers ------------------------------------------------------- */
 

@@ -11,27 +11,28 @@
  *     work (Fisher-Yates over n indices, src/dataset.c) is timed separately
  *     with the same code and subtracted:  step = (epoch - shuffle) / S.
  *     Nothing is copied from the host per step.
- *   - the same GEMMs the step issues (internal.h: per layer Z = W A,
+ *   - the same GEMMs the step issues (the layout of src/internal.h: per layer Z = W A,
  *     dW^T = A Delta^T / B, and G = W^T Delta for every layer but the
  *     first), with the same shapes and transposes, timed alone, in the
  *     --math mode: on CUDA cublasSgemm on a handle in CUBLAS_PEDANTIC_MATH
  *     for fp32 (as the backend's default cuBLAS path), cublasGemmEx with
  *     CUBLAS_COMPUTE_32F_FAST_TF32 for tf32, cublasGemmEx on bfloat16
- *     copies of the operands (converted once, outside the timing) for bf16;
- *     on the CPU the backend's bp_cpu_sgemm in every mode (the emulation's
- *     rounding of the operands is not included). Each GEMM is run back to
- *     back on the same operands; the median per call is kept; their sum is
- *     gemm_sum.
+ *     copies of the operands (converted once on the host, outside the
+ *     timing) for bf16; on the CPU cblas_sgemm of the BLAS the library links
+ *     (OpenBLAS), in every mode (the emulation's rounding of the operands is
+ *     not included; without a BLAS the GEMMs are not timed and the ratios
+ *     are null). These are the ceilings, called directly, not through the
+ *     library. Each GEMM is run back to back on the same operands; the
+ *     median per call is kept; their sum is gemm_sum.
  *   - the bytes the step's elementwise kernels must move at least (gather,
  *     bias+sigmoid, output error, cost, bias gradients, hidden errors, SGD)
  *     over the copy bandwidth measured in this run (cudaMemcpy D2D, or
  *     memcpy on the CPU), added to gemm_sum: floor = gemm_sum + bytes/copy.
- *   - launches per step on CUDA are counted analytically from the kernel
- *     sequence of src/cuda/cuda_step.cu (the library's stream is private,
- *     so they cannot be captured from outside): custom kernels 4L + 7 on the
- *     reference kernels, 2L + 5 on the fused ones (--kernels fused), cuBLAS
- *     calls 3L - 1 (L weight layers), plus two bfloat16 conversions per
- *     product in bf16. Keep launches_per_step() in step with that file.
+ *   - launches per step, from the library (bp_network_last_epoch_stats:
+ *     launches / steps of the last timed epoch): kernel launches, library
+ *     products and graph launches the host issued, the epoch's own work
+ *     (permutation, counters) spread over its steps; a replayed step counts
+ *     1 graph launch plus the gather. 0 on the CPU.
  *   - host us: the host's time to queue one step, from the library
  *     (bp_network_last_epoch_stats: queue_us / steps), the median over the
  *     timed epochs; with --graphs, the cost of one graph replay.
@@ -49,11 +50,12 @@
  * bf16 are the emulation (rounding, then float32 sgemm): slower, by design.
  *
  * Kernel path, graphs, products (--kernels reference|fused, --graphs,
- * --gemm cublas|lt, --nondeterministic): BP_KERNELS and BP_GEMM for the
- * networks made here, bp_network_set_cuda_graphs and
- * bp_network_set_deterministic; all recorded in the JSON header.
+ * --gemm cublas|lt, --nondeterministic): bp_network_set_kernel_path,
+ * bp_network_set_cuda_graphs, bp_network_set_product_path and
+ * bp_network_set_deterministic on every network made here; all recorded in
+ * the JSON header. Only the public API (backprop.h) is used.
  *
- * Run:  bench_step --backend cpu|cuda [--math M] [--kernels K] [--graphs] [--grid smoke|quick|full | --config 784-100-10@256 ...]
+ * Run:  bench_step --backend cpu|cuda [--math M] [--kernels K] [--graphs] --config 784-100-10@256 ...
  *       bench_step --info
  * Exit: 0 ok; 1 a failure (status not BP_OK, non-finite cost); 2 usage; 77 backend absent.
  */
@@ -70,14 +72,17 @@
 #include "bench_common.h"
 #define BENCH_PROGRAM "bench_step"
 #include "bench_config.h"
-#include "cpu/blas.h"
-#include "internal.h"
+
+#ifdef BENCH_WITH_CBLAS
+#include <cblas.h>
+#define BENCH_CPU_BLAS "cblas"
+#else
+#define BENCH_CPU_BLAS "builtin"
+#endif
 
 #ifdef BP_WITH_CUDA
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
-
-#include "kernels.cuh"
 
 static void cublas_check(cublasStatus_t st, const char *file, int line) {
   if (st != CUBLAS_STATUS_SUCCESS) {
@@ -93,9 +98,9 @@ static void cublas_check(cublasStatus_t st, const char *file, int line) {
 typedef struct options {
   bp_backend backend;
   bp_math_mode math;
-  int fused;          /* --kernels fused: BP_KERNELS=fused for the networks made here */
-  int graphs;         /* --graphs: bp_network_set_cuda_graphs(net, 1) */
-  int lt;             /* --gemm lt: BP_GEMM=lt (the cuBLASLt products) */
+  bp_kernel_path kernels;  /* --kernels: bp_network_set_kernel_path */
+  int graphs;              /* --graphs: bp_network_set_cuda_graphs(net, 1) */
+  bp_product_path products; /* --gemm cublas|lt: bp_network_set_product_path */
   int nondeterministic; /* --nondeterministic: bp_network_set_deterministic(net, 0) */
   config configs[MAX_CONFIGS];
   int n_configs;
@@ -104,7 +109,6 @@ typedef struct options {
   int min_steps;      /* timed steps at least (more epochs if S is small) */
   int gemm_repeats;
   double data_cap_mib; /* the data set's inputs at most this big (MiB) */
-  double max_flops;    /* skip configurations whose step needs more (0: no limit) */
   double time_budget;  /* seconds: start no configuration after this (0: no limit) */
   float lr;
   uint64_t seed;
@@ -158,35 +162,11 @@ static double elementwise_bytes(const config *c) {
   return b;
 }
 
-/* Launches per step of the CUDA backend, from src/cuda/cuda_backend.cu
- * (cuda_train_epoch, run_forward, run_backward): gather 2 kernels; per layer
- * 1 GEMM + bias_sigmoid; output_error 1; cost 2 (partial + final); per layer
- * dW GEMM + bias_grad 2 (partial + final); per layer but the first G GEMM +
- * hidden_error; SGD 1. */
-static void launches_per_step(const config *c, bp_math_mode math, int fused, int graphs,
-                              int *kernels, int *cublas_calls) {
-  const int L = c->n_sizes - 1;
-  *cublas_calls = L + L + (L - 1); /* = 3L - 1 */
-  if (fused) {
-    /* src/cuda/cuda_step.cu, fused path: gather_at 1, bias_sigmoid_inplace
-     * L, output_error_fused 1, hidden_error_fused L - 1, the SGD check's
-     * memset, check and update 3, the offset advance 1: 2L + 5. */
-    *kernels = 1 + L + 1 + (L - 1) + 3 + 1;
-  } else {
-    /* gather 2 (gather_at 1 + advance 1 with graphs), bias+sigmoid L, output
-     * error 1, cost 2, bias gradients 2L, hidden errors L - 1, the SGD
-     * overflow check 1 and its flag's 4-byte memset 1, SGD 1: 4L + 7
-     * stream operations besides cuBLAS. */
-    *kernels = 2 + L + 1 + 2 + 2 * L + (L - 1) + 1 + 1 + 1; /* = 4L + 7 */
-  }
-  (void)graphs; /* a graph replays the same nodes: the count does not change */
-  if (math == BP_MATH_BF16) *kernels += 2 * *cublas_calls; /* both operands to bfloat16 */
-}
-
 /* ---- Host timing of bp_train_epoch's shuffle ----------------------------------- */
 
 /* The same work as bp_train_epoch does on the host before it queues
- * anything (src/dataset.c): allocate, fill and Fisher-Yates n indices. */
+ * anything: allocate, fill and Fisher-Yates n indices (with the bench's
+ * generator, one 64-bit draw per index as the library's). */
 static double shuffle_ms(int n, uint64_t seed) {
   double t[5];
   volatile int32_t sink = 0;
@@ -197,15 +177,7 @@ static double shuffle_ms(int n, uint64_t seed) {
       fprintf(stderr, "bench_step: out of host memory\n");
       exit(EXIT_FAILURE);
     }
-    for (int i = 0; i < n; ++i) perm[i] = i;
-    bp_rng rng;
-    bp_rng_seed(&rng, seed + (uint64_t)r);
-    for (int i = n - 1; i > 0; --i) {
-      int j = (int)bp_rng_below(&rng, (uint64_t)i + 1);
-      int32_t tmp = perm[i];
-      perm[i] = perm[j];
-      perm[j] = tmp;
-    }
+    bench_permutation(perm, n, seed + (uint64_t)r);
     sink = sink + perm[n / 2];
     free(perm);
     t[r] = bench_now_ms() - t0;
@@ -263,6 +235,14 @@ static float *random_block(size_t *len) {
 }
 #endif
 
+#ifdef BENCH_WITH_CBLAS
+/* One GEMM of the step on the BLAS the library links, column-major as the
+ * CPU backend calls it. */
+static void cpu_gemm(const gemm *q, const float *A, const float *Bm, float *C) {
+  cblas_sgemm(CblasColMajor, q->ta ? CblasTrans : CblasNoTrans, q->tb ? CblasTrans : CblasNoTrans,
+              q->m, q->n, q->k, q->alpha, A, q->lda, Bm, q->ldb, 0.0f, C, q->ldc);
+}
+
 static gemm_result time_gemms_cpu(const config *c, int repeats) {
   gemm g[3 * MAX_SIZES];
   int ng = step_gemms(c, g);
@@ -284,23 +264,17 @@ static gemm_result time_gemms_cpu(const config *c, int repeats) {
   gemm_result r = {0, 0};
   double *t = malloc(sizeof(double) * (size_t)repeats);
   for (int i = 0; i < ng; ++i) {
-    const gemm *q = &g[i];
-    bp_cpu_sgemm(q->ta, q->tb, q->m, q->n, q->k, q->alpha, A, q->lda, Bm, q->ldb, 0.0f, C, q->ldc);
+    cpu_gemm(&g[i], A, Bm, C); /* warm-up */
     for (int rep = 0; rep < repeats; ++rep) {
       double t0 = bench_now_ms();
-      bp_cpu_sgemm(q->ta, q->tb, q->m, q->n, q->k, q->alpha, A, q->lda, Bm, q->ldb, 0.0f, C,
-                   q->ldc);
+      cpu_gemm(&g[i], A, Bm, C);
       t[rep] = bench_now_ms() - t0;
     }
     r.sum_ms += bench_median(t, repeats);
   }
   for (int rep = 0; rep < repeats; ++rep) {
     double t0 = bench_now_ms();
-    for (int i = 0; i < ng; ++i) {
-      const gemm *q = &g[i];
-      bp_cpu_sgemm(q->ta, q->tb, q->m, q->n, q->k, q->alpha, A, q->lda, Bm, q->ldb, 0.0f, C,
-                   q->ldc);
-    }
+    for (int i = 0; i < ng; ++i) cpu_gemm(&g[i], A, Bm, C);
     t[rep] = bench_now_ms() - t0;
   }
   r.seq_ms = bench_median(t, repeats);
@@ -310,6 +284,14 @@ static gemm_result time_gemms_cpu(const config *c, int repeats) {
   free(C);
   return r;
 }
+#else
+/* No BLAS linked (the library runs its builtin sgemm): no ceiling to time. */
+static gemm_result time_gemms_cpu(const config *c, int repeats) {
+  (void)c;
+  (void)repeats;
+  return (gemm_result){NAN, NAN};
+}
+#endif
 
 /* memcpy bandwidth (read + write bytes) over 2 x 64 MiB. */
 static double cpu_copy_gbps(void) {
@@ -344,6 +326,26 @@ static void device_random(float *d, size_t n, const float *block, size_t block_l
   }
 }
 
+/* The same for bfloat16 operands: the block rounded to nearest-even on the
+ * host (the values are finite), then copied. */
+static void device_random_bf16(uint16_t *d, size_t n, const float *block, size_t block_len) {
+  uint16_t *h = malloc(block_len * sizeof(uint16_t));
+  if (!h) {
+    fprintf(stderr, "bench_step: out of host memory\n");
+    exit(EXIT_FAILURE);
+  }
+  for (size_t i = 0; i < block_len; ++i) {
+    uint32_t u;
+    memcpy(&u, &block[i], sizeof u);
+    h[i] = (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  }
+  for (size_t off = 0; off < n; off += block_len) {
+    size_t len = n - off < block_len ? n - off : block_len;
+    cudaCheck(cudaMemcpy(d + off, h, len * sizeof(uint16_t), cudaMemcpyHostToDevice));
+  }
+  free(h);
+}
+
 /* Per call: run `calls` back to back between two events, repeats times. */
 static gemm_result time_gemms_cuda(const config *c, int repeats, int device, bp_math_mode math) {
   gemm g[3 * MAX_SIZES];
@@ -372,20 +374,19 @@ static gemm_result time_gemms_cuda(const config *c, int repeats, int device, bp_
   device_random(A, na, block, blen);
   device_random(Bm, nb, block, blen);
   device_random(C, nc, block, blen);
-  free(block);
-  /* Pageable cudaMemcpy may return before its DMA lands, and the legacy
-   * stream it used does not order the non-blocking stream st: wait. */
-  cudaCheck(cudaDeviceSynchronize());
-  /* bf16: the operands converted once (the step converts them per product;
-   * those conversions are elementwise work, not GEMM time). */
+  /* bf16: the operands converted once, on the host (the step converts them
+   * per product; those conversions are elementwise work, not GEMM time). */
   uint16_t *A16 = NULL, *B16 = NULL;
   if (math == BP_MATH_BF16) {
     cudaCheck(cudaMalloc((void **)&A16, na * sizeof(uint16_t)));
     cudaCheck(cudaMalloc((void **)&B16, nb * sizeof(uint16_t)));
-    cudaCheck(bp_launch_float_to_bf16(A, A16, na, st));
-    cudaCheck(bp_launch_float_to_bf16(Bm, B16, nb, st));
-    cudaCheck(cudaStreamSynchronize(st));
+    device_random_bf16(A16, na, block, blen);
+    device_random_bf16(B16, nb, block, blen);
   }
+  free(block);
+  /* Pageable cudaMemcpy may return before its DMA lands, and the legacy
+   * stream it used does not order the non-blocking stream st: wait. */
+  cudaCheck(cudaDeviceSynchronize());
   const cudaDataType_t in_type = math == BP_MATH_BF16 ? CUDA_R_16BF : CUDA_R_32F;
   const cublasComputeType_t compute =
       math == BP_MATH_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
@@ -505,7 +506,18 @@ typedef struct step_result {
   double ew_bytes, floor_ms;
   double queue_us_per_step; /* median over the timed epochs of bp_epoch_stats.queue_us / steps */
   int graph_replays;        /* steps of the timed epochs replayed from a graph */
+  long long launches;       /* bp_epoch_stats.launches of the last timed epoch */
+  int launch_steps;         /* and its steps */
 } step_result;
+
+/* The run's execution options on a network, through the API's setters. */
+static void set_options(bp_context *ctx, bp_network *net, const options *o) {
+  BP_CHECK(ctx, bp_network_set_math_mode(net, o->math));
+  BP_CHECK(ctx, bp_network_set_kernel_path(net, o->kernels));
+  BP_CHECK(ctx, bp_network_set_product_path(net, o->products));
+  BP_CHECK(ctx, bp_network_set_cuda_graphs(net, o->graphs));
+  BP_CHECK(ctx, bp_network_set_deterministic(net, !o->nondeterministic));
+}
 
 static step_result run_config(bp_context *ctx, const config *c, const options *o, int device,
                               int *failed) {
@@ -514,12 +526,6 @@ static step_result run_config(bp_context *ctx, const config *c, const options *o
   r.c = *c;
   const int L = c->n_sizes - 1, B = c->batch;
   const int s0 = c->sizes[0], sL = c->sizes[L];
-  if (o->max_flops > 0 && flops_nominal(c) > o->max_flops) {
-    r.skipped = 1;
-    snprintf(r.skip_reason, sizeof r.skip_reason, "%.3g FLOP per step is over this run's cap %.3g",
-             flops_nominal(c), o->max_flops);
-    return r;
-  }
   /* Steps per epoch: S, fewer if the data set would pass the cap (>= 1). */
   double batch_bytes = (double)B * s0 * 4.0;
   int S = o->steps;
@@ -564,9 +570,7 @@ static step_result run_config(bp_context *ctx, const config *c, const options *o
   bp_network *net = NULL;
   bp_dataset *data = NULL;
   BP_CHECK(ctx, bp_network_create(ctx, c->n_sizes, c->sizes, o->seed, &net));
-  BP_CHECK(ctx, bp_network_set_math_mode(net, o->math));
-  BP_CHECK(ctx, bp_network_set_cuda_graphs(net, o->graphs));
-  BP_CHECK(ctx, bp_network_set_deterministic(net, !o->nondeterministic));
+  set_options(ctx, net, o);
   BP_CHECK(ctx, bp_dataset_create(ctx, n, s0, sL, X, Y, &data));
   free(X);
   free(Y);
@@ -593,6 +597,8 @@ static step_result run_config(bp_context *ctx, const config *c, const options *o
     BP_CHECK(ctx, bp_network_last_epoch_stats(net, &es, sizeof es));
     q[e] = es.steps > 0 ? es.queue_us / es.steps : NAN;
     r.graph_replays += es.graph_replays;
+    r.launches = es.launches;
+    r.launch_steps = es.steps;
     if (st != BP_OK || !isfinite(cost)) {
       fprintf(stderr, "bench_step: epoch failed: %s %s (cost %g)\n", bp_status_string(st),
               bp_context_last_error(ctx), (double)cost);
@@ -623,46 +629,16 @@ static step_result run_config(bp_context *ctx, const config *c, const options *o
   return r;
 }
 
-/* ---- Grids --------------------------------------------------------------------- */
+/* ---- Configurations ---------------------------------------------------------- */
 
-static void add_config(options *o, const int *sizes, int n_sizes, int batch) {
-  if (o->n_configs >= MAX_CONFIGS) return;
-  config *c = &o->configs[o->n_configs++];
-  c->n_sizes = n_sizes;
-  memcpy(c->sizes, sizes, sizeof(int) * (size_t)n_sizes);
-  c->batch = batch;
-}
-
-static void add_width(options *o, int w, int hidden, int batch) {
-  int s[MAX_SIZES];
-  for (int i = 0; i < hidden + 2; ++i) s[i] = w;
-  add_config(o, s, hidden + 2, batch);
-}
-
-static void grid(options *o, const char *name) {
-  static const int mnist[] = {784, 100, 10}, mnist_wide[] = {784, 1024, 1024, 10};
-  if (strcmp(name, "smoke") == 0) {
-    add_width(o, 64, 2, 64);
-    add_config(o, mnist, 3, 128);
-    return;
+/* The grids are bench/run's (step_configs); this program runs the
+ * configurations it is given, or the two of --smoke. */
+static void add_config(options *o, const char *spec) {
+  if (o->n_configs >= MAX_CONFIGS || !parse_config(spec, &o->configs[o->n_configs])) {
+    fprintf(stderr, "bench_step: bad or too many --config '%s' (e.g. 784-100-10@256)\n", spec);
+    exit(2);
   }
-  int quick = strcmp(name, "quick") == 0;
-  static const int widths[] = {64, 128, 256, 1024, 4096};
-  static const int batches[] = {256, 4096, 65536};
-  for (int b = 0; b < 3; ++b) {
-    for (int w = 0; w < 5; ++w)
-      for (int h = 2; h <= 4; h += 2) add_width(o, widths[w], h, batches[b]);
-    add_config(o, mnist, 3, batches[b]);
-    add_config(o, mnist_wide, 4, batches[b]);
-  }
-  /* Caps sized so that the whole grid runs in about a minute (quick) on a
-   * 2-core CPU or an H200; --max-flops overrides them. */
-  if (o->max_flops == 0) {
-    if (o->backend == BP_BACKEND_CPU)
-      o->max_flops = quick ? 5e9 : 6e10;
-    else
-      o->max_flops = quick ? 3e12 : 0;
-  }
+  ++o->n_configs;
 }
 
 /* ---- End to end ---------------------------------------------------------------- */
@@ -684,7 +660,7 @@ static int run_e2e(bp_context *ctx, const options *o, FILE *json) {
   int sizes[3] = {train->n_in, 100, train->n_out};
   bp_network *net = NULL;
   BP_CHECK(ctx, bp_network_create(ctx, 3, sizes, o->seed, &net));
-  BP_CHECK(ctx, bp_network_set_math_mode(net, o->math));
+  set_options(ctx, net, o);
   printf("end to end: %d-100-%d on %s (%d train, %d test), batch %d, lr %g, target %.3f, %s math\n",
          sizes[0], sizes[2], o->e2e_dir, train->n, test->n, o->e2e_batch, (double)o->e2e_lr,
          (double)o->target, bp_math_mode_name(o->math));
@@ -735,27 +711,26 @@ static int run_e2e(bp_context *ctx, const options *o, FILE *json) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: bench_step --backend cpu|cuda [options]\n"
-          "  --kernels reference|fused  the CUDA kernel path (sets BP_KERNELS; default: the\n"
-          "                           environment's, else reference)\n"
+          "  --kernels reference|fused  the CUDA kernel path (bp_network_set_kernel_path;\n"
+          "                           default reference)\n"
           "  --graphs                 CUDA graphs on (bp_network_set_cuda_graphs)\n"
-          "  --gemm cublas|lt         the CUDA products' path (sets BP_GEMM; default: the\n"
-          "                           environment's, else cublas)\n"
+          "  --gemm cublas|lt         the CUDA products' path (bp_network_set_product_path:\n"
+          "                           cuBLAS or cuBLASLt; default cublas)\n"
           "  --nondeterministic       bp_network_set_deterministic(net, 0)\n"
           "  --math fp32|tf32|bf16    precision of the products (default fp32; on the CPU\n"
           "                           tf32/bf16 are the emulation, slower by design)\n"
-          "  --grid smoke|quick|full  built-in configurations (default quick)\n"
           "  --config SIZES@B         one configuration, e.g. 784-100-10@256 (repeatable;\n"
-          "                           replaces the grid)\n"
+          "                           bench/run holds the grids)\n"
           "  --steps S                steps per epoch at most (default 8; fewer when the\n"
           "                           data set would pass --data-cap-mib)\n"
           "  --epochs E               timed epochs at least (default 3)\n"
           "  --min-steps N            timed steps at least (default 8)\n"
           "  --gemm-repeats R         samples per GEMM timed alone (default 10)\n"
           "  --data-cap-mib M         data set inputs at most M MiB (default 512)\n"
-          "  --max-flops F            skip configurations whose step needs more FLOP\n"
           "  --time-budget T          start no configuration after T seconds (rest: skipped)\n"
           "  --lr LR                  learning rate (default 0.05)\n"
-          "  --smoke                  tiny and fast: --grid smoke, 2 steps, 1 epoch\n"
+          "  --smoke                  tiny and fast: 2 small configurations (unless\n"
+          "                           --config), 2 steps, 1 epoch\n"
           "  --json FILE              write the results as JSON\n"
           "  --device D               CUDA device (default 0)\n"
           "  --seed S\n"
@@ -773,12 +748,12 @@ static void write_header(FILE *f, const options *o, bp_context *ctx, int device)
   fprintf(f, "{\n  \"bench\": \"bench_step\",\n  \"date\": \"%s\",\n  \"host\": ", stamp);
   bench_json_string(f, host);
   fprintf(f, ",\n  \"backend\": \"%s\",\n  \"library_version\": \"%s\",\n  \"cpu_blas\": \"%s\",\n",
-          bp_backend_name(bp_context_backend(ctx)), bp_version_string(), bp_cpu_blas_name());
+          bp_backend_name(bp_context_backend(ctx)), bp_version_string(), BENCH_CPU_BLAS);
   fprintf(f, "  \"cpus\": %ld,\n", sysconf(_SC_NPROCESSORS_ONLN));
   fprintf(f, "  \"math\": \"%s\",\n", bp_math_mode_name(o->math));
-  fprintf(f, "  \"kernels\": \"%s\",\n  \"graphs\": %s,\n", o->fused ? "fused" : "reference",
+  fprintf(f, "  \"kernels\": \"%s\",\n  \"graphs\": %s,\n", o->kernels == BP_KERNELS_FUSED ? "fused" : "reference",
           o->graphs ? "true" : "false");
-  fprintf(f, "  \"gemm\": \"%s\",\n  \"deterministic\": %s,\n", o->lt ? "lt" : "cublas",
+  fprintf(f, "  \"gemm\": \"%s\",\n  \"deterministic\": %s,\n", o->products == BP_PRODUCTS_CUBLASLT ? "lt" : "cublas",
           o->nondeterministic ? "false" : "true");
 #ifdef BP_WITH_CUDA
   if (o->backend == BP_BACKEND_CUDA) {
@@ -794,10 +769,8 @@ static void write_header(FILE *f, const options *o, bp_context *ctx, int device)
     bench_json_string(f, prop.name);
     fprintf(f, ", \"sm\": \"%d%d\", \"driver\": %d, \"runtime\": %d, \"cublas\": \"%d.%d.%d\"},\n",
             prop.major, prop.minor, drv, rt, cmaj, cmin, cpat);
-    fprintf(f, "  \"launch_count_method\": \"analytic, from the kernel sequence of "
-               "src/cuda/cuda_backend.cu (the library's stream is private): custom kernels "
-               "4L+7 (with the SGD guard's check and memset), cuBLAS calls 3L-1 per step; plus per epoch 1 H2D copy, 1 memset, 1 D2H "
-               "copy\",\n");
+    fprintf(f, "  \"launch_count_method\": \"bp_epoch_stats.launches / steps of the last "
+               "timed epoch (kernel launches, library products, graph launches)\",\n");
   }
 #endif
   (void)device;
@@ -821,10 +794,7 @@ int main(int argc, char **argv) {
   o.e2e_lr = 1.0f;
   o.e2e_max_epochs = 100;
   o.e2e_max_seconds = 1800;
-  const char *grid_name = NULL;
   int device = 0, info = 0, have_backend = 0;
-  config extra[MAX_CONFIGS];
-  int n_extra = 0;
   for (int i = 1; i < argc; ++i) {
     const char *a = argv[i];
 #define NEED()                                                       \
@@ -847,11 +817,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: --kernels fused or reference, not '%s'\n", k);
         return 2;
       }
-      /* The library reads BP_KERNELS when a network is created. */
-      if (setenv("BP_KERNELS", k, 1) != 0) {
-        fprintf(stderr, "bench_step: setenv failed\n");
-        return 2;
-      }
+      o.kernels = strcmp(k, "fused") ? BP_KERNELS_REFERENCE : BP_KERNELS_FUSED;
     } else if (!strcmp(a, "--graphs")) {
       o.graphs = 1;
     } else if (!strcmp(a, "--gemm")) {
@@ -860,11 +826,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: --gemm cublas or lt, not '%s'\n", g);
         return 2;
       }
-      /* The library reads BP_GEMM when a network is created. */
-      if (setenv("BP_GEMM", g, 1) != 0) {
-        fprintf(stderr, "bench_step: setenv failed\n");
-        return 2;
-      }
+      o.products = strcmp(g, "lt") ? BP_PRODUCTS_CUBLAS : BP_PRODUCTS_CUBLASLT;
     } else if (!strcmp(a, "--nondeterministic")) {
       o.nondeterministic = 1;
     } else if (!strcmp(a, "--math")) {
@@ -873,19 +835,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: --math fp32, tf32 or bf16, not '%s'\n", m);
         return 2;
       }
-    } else if (!strcmp(a, "--grid")) {
-      grid_name = NEED();
-      if (strcmp(grid_name, "smoke") && strcmp(grid_name, "quick") && strcmp(grid_name, "full")) {
-        fprintf(stderr, "bench_step: --grid smoke, quick or full\n");
-        return 2;
-      }
     } else if (!strcmp(a, "--config")) {
-      const char *s = NEED();
-      if (n_extra >= MAX_CONFIGS || !parse_config(s, &extra[n_extra])) {
-        fprintf(stderr, "bench_step: bad --config '%s' (e.g. 784-100-10@256)\n", s);
-        return 2;
-      }
-      ++n_extra;
+      add_config(&o, NEED());
     } else if (!strcmp(a, "--steps")) {
       o.steps = atoi(NEED());
     } else if (!strcmp(a, "--epochs")) {
@@ -896,8 +847,6 @@ int main(int argc, char **argv) {
       o.gemm_repeats = atoi(NEED());
     } else if (!strcmp(a, "--data-cap-mib")) {
       o.data_cap_mib = atof(NEED());
-    } else if (!strcmp(a, "--max-flops")) {
-      o.max_flops = atof(NEED());
     } else if (!strcmp(a, "--time-budget")) {
       o.time_budget = atof(NEED());
     } else if (!strcmp(a, "--lr")) {
@@ -937,7 +886,7 @@ int main(int argc, char **argv) {
   if (info) {
     printf("{\"version\": \"%s\", \"has_cuda\": %d, \"cuda_devices\": %d, \"cpu_blas\": \"%s\", "
            "\"cpus\": %ld}\n",
-           bp_version_string(), bp_has_cuda(), bp_cuda_device_count(), bp_cpu_blas_name(),
+           bp_version_string(), bp_has_cuda(), bp_cuda_device_count(), BENCH_CPU_BLAS,
            sysconf(_SC_NPROCESSORS_ONLN));
     return 0;
   }
@@ -947,7 +896,10 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (o.smoke) {
-    if (!grid_name) grid_name = "smoke";
+    if (o.n_configs == 0) {
+      add_config(&o, "64-64-64-64@64");
+      add_config(&o, "784-100-10@128");
+    }
     o.steps = 2;
     o.epochs = 1;
     o.min_steps = 2;
@@ -958,36 +910,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_step: steps, epochs, repeats, batch must be >= 1\n");
     return 2;
   }
-  if (n_extra > 0) {
-    for (int i = 0; i < n_extra; ++i) add_config(&o, extra[i].sizes, extra[i].n_sizes, extra[i].batch);
-  } else if (!o.e2e_dir) {
-    grid(&o, grid_name ? grid_name : "quick");
+  if (o.n_configs == 0 && !o.e2e_dir) {
+    fprintf(stderr, "bench_step: nothing to run: --config, --smoke or --e2e\n");
+    return 2;
   }
 
-  bp_context *ctx = NULL;
-  {
-    const char *k = getenv("BP_KERNELS"), *g = getenv("BP_GEMM");
-    o.fused = k != NULL && !strcmp(k, "fused");
-    o.lt = g != NULL && !strcmp(g, "lt");
-  }
-  bp_status st = bp_context_create(o.backend, device, &ctx);
-  if (st == BP_ERR_NO_DEVICE) {
-    printf("bench_step: backend %s not available (%s); skipping\n", bp_backend_name(o.backend),
-           bp_status_string(st));
-    if (o.json) {
-      FILE *f = fopen(o.json, "w");
-      if (f) {
-        fprintf(f, "{\"bench\": \"bench_step\", \"backend\": \"%s\", \"skipped\": \"no device\"}\n",
-                bp_backend_name(o.backend));
-        fclose(f);
-      }
-    }
-    return BENCH_EXIT_SKIP;
-  }
-  if (st != BP_OK) {
-    fprintf(stderr, "bench_step: bp_context_create: %s\n", bp_status_string(st));
-    return 1;
-  }
+  int exit_code = 0;
+  bp_context *ctx = bench_context(o.backend, device, o.json, &exit_code);
+  if (!ctx) return exit_code;
 
   FILE *json = NULL;
   if (o.json) {
@@ -1020,8 +950,9 @@ int main(int argc, char **argv) {
            "%.1f GB/s (read+write)\n",
            bp_backend_name(o.backend), bp_math_mode_name(o.math),
            o.backend == BP_BACKEND_CPU && o.math != BP_MATH_FP32 ? " (emulated)" : "",
-           o.fused ? "fused" : "reference", o.graphs ? "on" : "off", o.lt ? "lt" : "cublas",
-           o.nondeterministic ? " nondeterministic" : "", bp_cpu_blas_name(), copy_gbps);
+           o.kernels == BP_KERNELS_FUSED ? "fused" : "reference", o.graphs ? "on" : "off",
+           o.products == BP_PRODUCTS_CUBLASLT ? "lt" : "cublas",
+           o.nondeterministic ? " nondeterministic" : "", BENCH_CPU_BLAS, copy_gbps);
     printf("step = (epoch - host shuffle) / steps; gemm = its GEMMs timed alone; floor = gemm + "
            "elementwise bytes at copy bandwidth\n");
     printf("%-26s %5s %10s %12s %9s %10s %8s %8s %8s %8s\n", "config", "steps", "step ms",
@@ -1039,8 +970,6 @@ int main(int argc, char **argv) {
       } else {
         r = run_config(ctx, c, &o, device, &failed);
       }
-      int kern = 0, cub = 0;
-      launches_per_step(c, o.math, o.fused, o.graphs, &kern, &cub);
       fprintf(json, "    {\"name\": \"%s\", \"math\": \"%s\", \"sizes\": [", name,
               bp_math_mode_name(o.math));
       for (int j = 0; j < c->n_sizes; ++j) fprintf(json, "%s%d", j ? ", " : "", c->sizes[j]);
@@ -1054,8 +983,10 @@ int main(int argc, char **argv) {
       } else {
         double floor_ms = r.gm.sum_ms + r.ew_bytes / (copy_gbps * 1e9) * 1e3;
         double tflops = flops_nominal(c) / (r.step_ms * 1e-3) / 1e12;
+        const double launches_per_step =
+            r.launch_steps > 0 ? (double)r.launches / r.launch_steps : NAN;
         char launches[32] = "-";
-        if (o.backend == BP_BACKEND_CUDA) snprintf(launches, sizeof launches, "%d+%d", kern, cub);
+        if (o.backend == BP_BACKEND_CUDA) snprintf(launches, sizeof launches, "%.2f", launches_per_step);
         printf("%-26s %5d %10.4f %12.4g %9.4f %10.4f %8.3f %8.3f %8s %8.2f\n", name, r.steps,
                r.step_ms, c->batch / (r.step_ms * 1e-3), tflops, r.gm.sum_ms,
                r.step_ms / r.gm.sum_ms, r.step_ms / floor_ms, launches, r.queue_us_per_step);
@@ -1066,15 +997,21 @@ int main(int argc, char **argv) {
                       "\"shuffle_ms\": %.6g, \"examples_per_s\": %.6g, \"tflops\": %.6g",
                 r.step_ms, r.epoch_ms, r.epoch_min_ms, r.shuffle_ms,
                 c->batch / (r.step_ms * 1e-3), tflops);
-        fprintf(json, ", \"gemm_sum_ms\": %.6g, \"gemm_seq_ms\": %.6g, \"step_over_gemm\": %.6g, "
-                      "\"floor_ms\": %.6g, \"step_over_floor\": %.6g",
-                r.gm.sum_ms, r.gm.seq_ms, r.step_ms / r.gm.sum_ms, floor_ms, r.step_ms / floor_ms);
+        /* null, not nan, where no BLAS timed the GEMMs */
+        const char *keys[] = {"gemm_sum_ms", "gemm_seq_ms", "step_over_gemm", "floor_ms",
+                              "step_over_floor"};
+        const double vals[] = {r.gm.sum_ms, r.gm.seq_ms, r.step_ms / r.gm.sum_ms, floor_ms,
+                               r.step_ms / floor_ms};
+        for (int k = 0; k < 5; ++k) {
+          fprintf(json, ", \"%s\": ", keys[k]);
+          bench_json_number(json, vals[k]);
+        }
         fprintf(json, ", \"cost_first\": ");
         bench_json_number(json, r.cost_first);
         fprintf(json, ", \"cost_last\": ");
         bench_json_number(json, r.cost_last);
-        if (o.backend == BP_BACKEND_CUDA)
-          fprintf(json, ", \"launches\": {\"kernels\": %d, \"cublas_calls\": %d}", kern, cub);
+        fprintf(json, ", \"launches_per_epoch\": %lld, \"launches_per_step\": ", r.launches);
+        bench_json_number(json, launches_per_step);
         fprintf(json, ", \"queue_us_per_step\": ");
         bench_json_number(json, r.queue_us_per_step);
         fprintf(json, ", \"graph_replays\": %d", r.graph_replays);

@@ -502,24 +502,9 @@ int main(int argc, char **argv) {
     }
   }
 
-  bp_context *ctx = NULL;
-  bp_status st = bp_context_create(o.backend, o.device, &ctx);
-  if (st == BP_ERR_NO_DEVICE) {
-    printf("bench_stream: backend %s not available; skipping\n", bp_backend_name(o.backend));
-    if (o.json) {
-      FILE *f = fopen(o.json, "w");
-      if (f) {
-        fprintf(f, "{\"bench\": \"bench_stream\", \"backend\": \"%s\", \"skipped\": \"no device\"}\n",
-                bp_backend_name(o.backend));
-        fclose(f);
-      }
-    }
-    return BENCH_EXIT_SKIP;
-  }
-  if (st != BP_OK) {
-    fprintf(stderr, "bench_stream: bp_context_create: %s\n", bp_status_string(st));
-    return 1;
-  }
+  int exit_code = 0;
+  bp_context *ctx = bench_context(o.backend, o.device, o.json, &exit_code);
+  if (!ctx) return exit_code;
   double h2d = 0;
 #ifdef BP_WITH_CUDA
   if (o.backend == BP_BACKEND_CUDA) h2d = h2d_gbps(o.device);

@@ -29,18 +29,10 @@
 
 #include "backprop.h"
 #include "bench_common.h"
+#define BENCH_PROGRAM "math_accuracy"
+#include "bench_config.h"
 
-#define MAX_SIZES 16
 #define MAX_BATCHES 8
-
-static void bp_check(bp_status st, bp_context *ctx, const char *what, int line) {
-  if (st != BP_OK) {
-    fprintf(stderr, "math_accuracy: %s failed (line %d): %s: %s\n", what, line,
-            bp_status_string(st), bp_context_last_error(ctx));
-    exit(EXIT_FAILURE);
-  }
-}
-#define BP_CHECK(ctx, call) bp_check((call), (ctx), #call, __LINE__)
 
 static void *xmalloc(size_t bytes) {
   void *p = malloc(bytes ? bytes : 1);
@@ -187,13 +179,9 @@ int main(int argc, char **argv) {
     o.batches[0] = 16, o.batches[1] = 100, o.n_batches = 2;
   }
 
-  bp_context *ctx = NULL;
-  bp_status st = bp_context_create(o.backend, 0, &ctx);
-  if (st == BP_ERR_NO_DEVICE) {
-    printf("math_accuracy: backend %s not available; skipping\n", bp_backend_name(o.backend));
-    return BENCH_EXIT_SKIP;
-  }
-  BP_CHECK(ctx, st);
+  int exit_code = 0;
+  bp_context *ctx = bench_context(o.backend, 0, o.json, &exit_code);
+  if (!ctx) return exit_code;
 
   /* The data: the IDX training set, or synthetic inputs in [0,1) with
    * one-hot targets of a random class. */
@@ -208,12 +196,7 @@ int main(int argc, char **argv) {
     o.sizes[o.n_sizes - 1] = n_out;
   } else {
     n = 2000, n_in = o.sizes[0], n_out = o.sizes[o.n_sizes - 1];
-    X = xmalloc((size_t)n * n_in * sizeof(float));
-    Y = calloc((size_t)n * n_out, sizeof(float));
-    if (!Y) return 1;
-    bench_fill_uniform(X, (size_t)n * n_in, o.seed, 0.0f, 1.0f);
-    for (int k = 0; k < n; ++k)
-      Y[(size_t)k * n_out + bench_mix64(o.seed ^ (uint64_t)k) % (uint64_t)n_out] = 1.0f;
+    if (!make_data(n, n_in, n_out, o.seed, &X, &Y)) return 1;
   }
   for (int b = 0; b < o.n_batches; ++b)
     if (o.batches[b] > n) o.batches[b] = n;
