@@ -26,8 +26,8 @@
  *     batch cost, the cost kernel's skip count) are checked too.
  *
  * A kernel benchmark, like llm.c's dev/cuda: it calls the launchers of
- * kernels/kernels.cuh directly and checks them against kernels/elementwise.cuh
- * (and the accuracy rule of src/internal.h), so it includes those library
+ * kernels/kernels.cuh directly and checks them against kernels/elementwise.cuh,
+ * the accuracy rule included, so it includes those two library
  * headers, the only bench program that does; the others go through the
  * public API (backprop.h).
  *
@@ -49,7 +49,6 @@
 
 #include "bench_common.h"
 #include "elementwise.cuh"
-#include "internal.h" /* bp_example_correct: the CPU rule the accuracy kernel is checked against */
 #include "kernels.cuh"
 
 /* ---- Device helpers ------------------------------------------------------- */

@@ -115,4 +115,18 @@ BP_HD uint16_t bp_bf16_bits(float x) {
  * low 13 bits are zero. */
 BP_HD float bp_round_tf32(float x) { return bp_bits_float(bp_round_bits_rne(bp_float_bits(x), 13)); }
 
+/* Evaluate's accuracy rule for one example: out and y have `width`
+ * entries, `stride` apart. The largest output at the index of the largest
+ * target (first index on ties); with one output, both on the same side of
+ * 0.5. The CPU backend and the accuracy kernel's checks use it. */
+BP_HD int bp_example_correct(const float *out, const float *y, int width, size_t stride) {
+  if (width == 1) return (out[0] >= 0.5f) == (y[0] >= 0.5f);
+  int ia = 0, iy = 0;
+  for (int j = 1; j < width; ++j) {
+    if (out[(size_t)j * stride] > out[(size_t)ia * stride]) ia = j;
+    if (y[(size_t)j * stride] > y[(size_t)iy * stride]) iy = j;
+  }
+  return ia == iy;
+}
+
 #endif /* BP_ELEMENTWISE_CUH */

@@ -99,7 +99,7 @@ cudaError_t bp_launch_cost(const float *a, const float *y, int width, int n, dou
                            float *cost, double *cost_acc, int *skipped, cudaStream_t stream);
 
 /* Accuracy: adds to *correct the number of columns k (examples) classified
- * right, with the rule of bp_example_correct (internal.h): width 1: both
+ * right, with the rule of bp_example_correct (elementwise.cuh): width 1: both
  * a and y on the same side of 0.5 (x >= 0.5f); else argmax of column k of a
  * == argmax of column k of y, the first index on ties. Integer atomics only. */
 cudaError_t bp_launch_accuracy(const float *a, const float *y, int width, int n,

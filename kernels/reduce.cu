@@ -149,18 +149,9 @@ extern "C" cudaError_t bp_launch_cost(const float *a, const float *y, int width,
 }
 
 /* ---- Accuracy -----------------------------------------------------------
- * One thread per example (column). The rule mirrors bp_example_correct in
- * internal.h exactly (it is host-only C, so it cannot be called here):
- * strict '>' keeps the first index on ties, and a NaN never wins. */
-static __device__ int example_correct(const float *out, const float *y, int width) {
-  if (width == 1) return (out[0] >= 0.5f) == (y[0] >= 0.5f);
-  int ia = 0, iy = 0;
-  for (int j = 1; j < width; ++j) {
-    if (out[j] > out[ia]) ia = j;
-    if (y[j] > y[iy]) iy = j;
-  }
-  return ia == iy;
-}
+ * One thread per example (column), with the rule of bp_example_correct
+ * (elementwise.cuh), the same text the CPU backend runs: strict '>' keeps
+ * the first index on ties, and a NaN never wins. */
 
 /* The loop bound is the same for every thread of a block (it steps over
  * block-sized tiles), so __syncthreads_count is reached by all of them; it
@@ -172,7 +163,7 @@ __global__ void bp_accuracy_kernel(const float *__restrict__ a, const float *__r
   for (size_t base = (size_t)blockIdx.x * blockDim.x; base < (size_t)n; base += stride) {
     size_t k = base + threadIdx.x;
     int ok = 0;
-    if (k < (size_t)n) ok = example_correct(a + k * (size_t)width, y + k * (size_t)width, width);
+    if (k < (size_t)n) ok = bp_example_correct(a + k * (size_t)width, y + k * (size_t)width, width, 1);
     int block_count = __syncthreads_count(ok);
     if (threadIdx.x == 0 && block_count > 0) atomicAdd(correct, (unsigned long long)block_count);
   }

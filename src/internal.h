@@ -287,17 +287,6 @@ static inline size_t bp_largest_operand(const bp_network *net, int n) {
   return most;
 }
 
-/* Evaluate's accuracy rule for one example, shared by both backends'
- * references: out and y have `width` entries. */
-static inline int bp_example_correct(const float *out, const float *y, int width, size_t stride) {
-  if (width == 1) return (out[0] >= 0.5f) == (y[0] >= 0.5f);
-  int ia = 0, iy = 0;
-  for (int j = 1; j < width; ++j) {
-    if (out[(size_t)j * stride] > out[(size_t)ia * stride]) ia = j;
-    if (y[(size_t)j * stride] > y[(size_t)iy * stride]) iy = j;
-  }
-  return ia == iy;
-}
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,6 @@
 // Each CUDA kernel launcher of kernels/kernels.cuh against a host reference
-// built from the same formulas (elementwise.cuh, and bp_example_correct of
-// internal.h), on fresh random inputs, at sizes that are not multiples of the
+// built from the same formulas (elementwise.cuh, bp_example_correct
+// included), on fresh random inputs, at sizes that are not multiples of the
 // block size (one element, 37 x 1000, about 1000 x 3000). Outputs are
 // poisoned with NaN before each launch, so an element the kernel fails to
 // write cannot pass. Reductions are also run twice and must be bit-identical.
