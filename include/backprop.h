@@ -7,6 +7,9 @@
  *   to s[i+1] outputs with W_i (s[i+1] x s[i], row-major on the host: W[j*s[i]+k]
  *   is the weight from input neuron k to output neuron j) and bias b_i (s[i+1]).
  *     forward:   z = W a_prev + b,  a = sigmoid(z),  a_0 = x
+ *                (the seed's default; the activation of each layer, the cost
+ *                and the optimizer can be chosen: see bp_activation, bp_cost
+ *                and "Optimizers" below)
  *     cost:      C0 = sum_j (a_j - y_j)^2 per example; a batch's cost is the mean of C0
  *     backward:  delta_L = 2 (a_L - y) * sigmoid'(z_L)
  *                delta_i = (W_{i+1}^T delta_{i+1}) * sigmoid'(z_i)
@@ -114,12 +117,56 @@ BP_API int bp_has_cuda(void);
 /* ---- Network ------------------------------------------------------------ */
 typedef struct bp_network bp_network;
 
-/* Activation per layer and cost. Only the sigmoid and the quadratic cost exist
- * today; the enums (and bp_network_desc) leave room for tanh, ReLU, softmax,
- * cross-entropy and other optimizers without renaming any call. */
-typedef enum bp_activation { BP_ACTIVATION_SIGMOID = 0 } bp_activation;
-typedef enum bp_cost { BP_COST_QUADRATIC = 0 } bp_cost;
-typedef enum bp_optimizer { BP_OPTIMIZER_SGD = 0 } bp_optimizer;
+/* Activation per weight layer (bp_network_desc.activations). Values are
+ * stable (they are in model files and the ABI). With a = f(z):
+ *   sigmoid   a = 1 / (1 + e^-z)                  f' = a (1 - a)
+ *   tanh      a = tanh z                          f' = 1 - a^2
+ *   relu      a = max(z, 0)                       f' = 1 where a > 0, else 0 (0 at z = 0, as
+ *                                                  PyTorch)
+ *   identity  a = z                               f' = 1
+ *   softmax   a_j = e^(z_j - m) / sum_i e^(z_i - m), m = max_i z_i, over each example's
+ *             outputs; only on the output layer.
+ * Every derivative is taken from the stored a, which is exact for all four
+ * elementwise activations. */
+typedef enum bp_activation {
+  BP_ACTIVATION_SIGMOID = 0,
+  BP_ACTIVATION_TANH = 1,
+  BP_ACTIVATION_RELU = 2,
+  BP_ACTIVATION_IDENTITY = 3,
+  BP_ACTIVATION_SOFTMAX = 4
+} bp_activation;
+/* Cost per example (a batch's cost is the mean over its examples):
+ *   quadratic       C0 = sum_j (a_j - y_j)^2  (no 1/2; PyTorch: MSELoss(reduction='sum') / n)
+ *   cross_entropy   softmax output: C0 = -sum_j y_j ln a_j, with ln a_j = z_j - logsumexp(z)
+ *                   (PyTorch: CrossEntropyLoss(reduction='sum')(z, y) / n with
+ *                   probability targets y);
+ *                   sigmoid output: C0 = -sum_j [y_j ln a_j + (1 - y_j) ln(1 - a_j)], computed
+ *                   as sum_j softplus(z_j) - y_j z_j (BCEWithLogitsLoss(reduction='sum') / n).
+ *                   The output error dC0/dz is then a_j (sum_i y_i) - y_j (softmax: a - y for
+ *                   targets that sum to 1) and a - y (sigmoid). Cross-entropy with any other
+ *                   output activation is BP_ERR_INVALID_ARGUMENT.
+ * Values are stable. */
+typedef enum bp_cost { BP_COST_QUADRATIC = 0, BP_COST_CROSS_ENTROPY = 1 } bp_cost;
+/* The update rule (bp_optimizer_config below has each one's formula and
+ * hyperparameters). Values are stable. */
+typedef enum bp_optimizer {
+  BP_OPTIMIZER_SGD = 0,
+  BP_OPTIMIZER_ADAM = 1,
+  BP_OPTIMIZER_ADAMW = 2,
+  BP_OPTIMIZER_RPROP = 3
+} bp_optimizer;
+
+/* Names as model files and the command spell them ("sigmoid", "tanh",
+ * "relu", "identity", "softmax"; "quadratic", "cross-entropy"; "sgd",
+ * "adam", "adamw", "rprop"); "unknown" for other values. Static storage. */
+BP_API const char *bp_activation_name(bp_activation act);
+BP_API const char *bp_cost_name(bp_cost cost);
+BP_API const char *bp_optimizer_name(bp_optimizer opt);
+/* Parse those names (exact, lower case; "cross_entropy" is also accepted).
+ * BP_ERR_INVALID_ARGUMENT for anything else; then *out is unchanged. */
+BP_API bp_status bp_activation_parse(const char *name, bp_activation *out);
+BP_API bp_status bp_cost_parse(const char *name, bp_cost *out);
+BP_API bp_status bp_optimizer_parse(const char *name, bp_optimizer *out);
 
 /* Precision of the three matrix products per layer (forward, error
  * propagation, weight gradient). Everything else (weights, biases,
@@ -193,8 +240,13 @@ BP_API void bp_network_desc_init(bp_network_desc *desc, int n_sizes, const int *
  * a reference to ctx (which must outlive it). The caller owns *out. */
 BP_API bp_status bp_network_create(bp_context *ctx, int n_sizes, const int *sizes, uint64_t seed,
                                    bp_network **out);
-/* Same from a description; BP_ERR_UNSUPPORTED for an activation, cost or
- * optimizer this version does not implement, or a newer desc version. */
+/* Same from a description. activations (n_sizes - 1 entries, or NULL for
+ * sigmoid everywhere), cost and optimizer are checked: an unknown value,
+ * softmax on a layer other than the last, or cross-entropy with an output
+ * activation other than softmax or sigmoid is BP_ERR_INVALID_ARGUMENT; a
+ * newer desc version is BP_ERR_UNSUPPORTED. desc.optimizer selects the
+ * update with torch.optim's default hyperparameters
+ * (bp_optimizer_config_init); bp_network_set_optimizer changes them. */
 BP_API bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_network **out);
 /* Releases the network. NULL is a no-op. */
 BP_API void bp_network_destroy(bp_network *net);
@@ -213,6 +265,123 @@ BP_API bp_status bp_network_get_layer(const bp_network *net, int layer, float *W
 /* Replaces layer `layer`'s weights and bias. Either may be NULL to keep it.
  * Non-finite values are BP_ERR_NUMERIC and change nothing. */
 BP_API bp_status bp_network_set_layer(bp_network *net, int layer, const float *W, const float *b);
+
+/* The activation of weight layer `layer` (0 .. n_layers-1), and the cost.
+ * For NULL or a layer out of range: BP_ACTIVATION_SIGMOID. */
+BP_API bp_activation bp_network_get_activation(const bp_network *net, int layer);
+BP_API bp_cost bp_network_get_cost(const bp_network *net);
+
+/* ---- Optimizers ------------------------------------------------------------
+ * Each update is torch.optim's, term for term, with g the gradient of the
+ * batch's mean cost, p a parameter, lr the learning rate of the call that
+ * trains (bp_train_epoch's learning_rate, ...) and t the number of updates
+ * applied so far, plus one:
+ *   SGD     g += weight_decay p;  if momentum != 0: buf = momentum buf + g (buf starts at 0,
+ *           which is torch's "buf = g" on the first step: dampening 0), then
+ *           g = nesterov ? g + momentum buf : buf;  p -= lr g
+ *           (momentum 0 and weight_decay 0 is the seed's p -= lr g, bit for bit.)
+ *   Adam    g += weight_decay p;  m += (1 - beta1)(g - m);  v = beta2 v + (1 - beta2) g^2;
+ *           p -= (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+ *   AdamW   p *= 1 - lr weight_decay (decoupled), then Adam without the g += term
+ *   Rprop   iRPROP-: s = g prev;  step = clamp(step * (s > 0 ? eta_plus : s < 0 ? eta_minus
+ *           : 1), step_min, step_max), where step starts at lr on the first update; where
+ *           s < 0, g = 0; p -= sign(g) step; prev = g. lr matters only on the first
+ *           update. It is meant for full batches (batch_size = the training set size).
+ * The bias corrections of Adam are computed in double from t, as PyTorch does.
+ *
+ * The guarded-update rule holds for every optimizer: an update that would
+ * make any parameter or state value non-finite is not applied at all (the
+ * state does not change and t does not advance), nor is an update after a
+ * batch whose cost is not finite. */
+
+#define BP_OPTIMIZER_CONFIG_VERSION 1
+/* Hyperparameters; fields are only ever appended. Initialize with
+ * bp_optimizer_config_init, which writes torch.optim's defaults for `kind`:
+ * SGD momentum 0, nesterov 0, weight_decay 0; Adam betas 0.9/0.999, eps
+ * 1e-8, weight_decay 0; AdamW the same but weight_decay 0.01; Rprop etas
+ * 0.5/1.2, step sizes 1e-6 .. 50. Fields that do not belong to `kind` are
+ * ignored. */
+typedef struct bp_optimizer_config {
+  uint32_t struct_size;  /* sizeof(bp_optimizer_config) */
+  uint32_t version;      /* BP_OPTIMIZER_CONFIG_VERSION */
+  bp_optimizer kind;
+  double momentum;       /* SGD, >= 0 */
+  int nesterov;          /* SGD; needs momentum > 0 */
+  double weight_decay;   /* SGD, Adam (added to g), AdamW (decoupled); >= 0 */
+  double beta1, beta2;   /* Adam, AdamW; each in [0, 1) */
+  double eps;            /* Adam, AdamW; > 0 */
+  double eta_minus, eta_plus; /* Rprop; 0 < eta_minus < 1 < eta_plus */
+  double step_min, step_max;  /* Rprop; 0 <= step_min <= step_max */
+} bp_optimizer_config;
+
+/* Fills cfg with the defaults of kind (see above) and sets struct_size and
+ * version. */
+BP_API void bp_optimizer_config_init(bp_optimizer_config *cfg, bp_optimizer kind);
+/* Selects the optimizer and its hyperparameters. A value out of range is
+ * BP_ERR_INVALID_ARGUMENT and changes nothing. Changing the kind, or
+ * momentum between zero and non-zero, resets the optimizer state to zeros
+ * and t to 0; otherwise the state is kept (a new learning rate or decay
+ * continues the same run). cfg is only read during the call. */
+BP_API bp_status bp_network_set_optimizer(bp_network *net, const bp_optimizer_config *cfg);
+/* Copies the network's optimizer configuration into *cfg; cfg->struct_size
+ * must be set (a shorter, older struct gets the fields it has). */
+BP_API bp_status bp_network_get_optimizer(const bp_network *net, bp_optimizer_config *cfg);
+
+/* The optimizer state, kept in backend memory (device memory on CUDA) next
+ * to the parameters: bp_network_optimizer_state_slots(net) buffers of
+ * bp_network_parameter_count(net) floats each, one after another, each in
+ * the parameters' layout (layer i's W_i row-major, then b_i, layer after
+ * layer), named by bp_optimizer_state_slot_name:
+ *   SGD with momentum: "momentum_buffer";  SGD without: no state;
+ *   Adam, AdamW: "exp_avg", "exp_avg_sq";  Rprop: "prev", "step_size"
+ * (torch.optim's state names), plus the step count t (updates applied).
+ * Saving a model with these and restoring them with
+ * bp_network_set_optimizer_state resumes training exactly. */
+BP_API int bp_network_optimizer_state_slots(const bp_network *net);
+/* Name of slot `slot` of optimizer kind, or NULL when it has no such slot.
+ * For SGD, slot 0 is "momentum_buffer" (present only with momentum). */
+BP_API const char *bp_optimizer_state_slot_name(bp_optimizer kind, int slot);
+/* Copies the whole state out: count must be slots x parameter count (state
+ * may be NULL when count is 0); *step (may be NULL) receives t. */
+BP_API bp_status bp_network_get_optimizer_state(const bp_network *net, float *state, size_t count,
+                                                int64_t *step);
+/* Replaces the whole state (count as above) and t (>= 0). Non-finite values
+ * are BP_ERR_NUMERIC and change nothing. */
+BP_API bp_status bp_network_set_optimizer_state(bp_network *net, const float *state, size_t count,
+                                                int64_t step);
+
+/* ---- Learning-rate schedules -------------------------------------------------
+ * A pure function of the epoch, for a program that trains epoch by epoch
+ * and passes the rate to bp_train_epoch. With e the epoch (0-based), W the
+ * warmup epochs and e' = e - W:
+ *   e < W            lr = base_lr (e + 1) / W          (linear warmup)
+ *   constant         lr = base_lr
+ *   step             lr = base_lr factor^floor(e' / step_epochs)   (torch StepLR)
+ *   cosine           lr = min_lr + (base_lr - min_lr) (1 + cos(pi e' / T)) / 2,
+ *                    T = total_epochs - W, e' clamped to T    (torch CosineAnnealingLR)
+ */
+typedef enum bp_lr_schedule_kind {
+  BP_LR_CONSTANT = 0,
+  BP_LR_STEP = 1,
+  BP_LR_COSINE = 2
+} bp_lr_schedule_kind;
+typedef struct bp_lr_schedule {
+  bp_lr_schedule_kind kind;
+  double base_lr;
+  int step_epochs;     /* step: >= 1 */
+  double step_factor;  /* step: > 0 */
+  int total_epochs;    /* cosine: the run's epochs */
+  double min_lr;       /* cosine: default 0 */
+  int warmup_epochs;   /* >= 0; default 0 */
+} bp_lr_schedule;
+/* Constant schedule at base_lr, no warmup. */
+BP_API void bp_lr_schedule_init(bp_lr_schedule *s, double base_lr);
+/* Parses "constant", "step:EPOCHS:FACTOR" or "cosine" into the kind and
+ * its fields (the other fields of *s stay; set base_lr, total_epochs and
+ * warmup_epochs yourself). BP_ERR_INVALID_ARGUMENT for anything else. */
+BP_API bp_status bp_lr_schedule_parse(const char *text, bp_lr_schedule *s);
+/* The learning rate of epoch `epoch` (>= 0). An invalid schedule gives NaN. */
+BP_API double bp_lr_schedule_at(const bp_lr_schedule *s, int epoch);
 
 /* ---- Execution options ----------------------------------------------------
  * Per network; they change how the work is done, never the math of the
@@ -302,7 +471,9 @@ BP_API bp_status bp_backward(bp_network *net, const float *X, const float *Y, in
 /* Copies the gradient of layer `layer` from the last bp_backward (or training
  * step). Shapes as bp_network_get_layer. Before any backward: zeros. */
 BP_API bp_status bp_network_get_gradient(const bp_network *net, int layer, float *dW, float *db);
-/* W -= lr * dW, b -= lr * db with the stored gradients. lr must be finite.
+/* W -= lr * dW, b -= lr * db with the stored gradients (the seed's SGD; with
+ * another optimizer configured, that optimizer's update: one step of it, see
+ * "Optimizers"). lr must be finite.
  * An update that would make any weight non-finite (lr so large that it
  * overflows) is not applied at all: BP_ERR_NUMERIC, weights unchanged. */
 BP_API bp_status bp_sgd_step(bp_network *net, float learning_rate);

@@ -57,6 +57,201 @@ BP_HD float bp_cost_term(float a, float y) {
 /* SGD update of one parameter. */
 BP_HD float bp_sgd_update(float p, float g, float lr) { return p - lr * g; }
 
+/* ---- Activations and costs beyond the seed ------------------------------------
+ * The values of bp_activation and bp_cost (backprop.h); this header does not
+ * include the API header, so it names them again. */
+#define BP_EW_SIGMOID 0
+#define BP_EW_TANH 1
+#define BP_EW_RELU 2
+#define BP_EW_IDENTITY 3
+#define BP_EW_SOFTMAX 4
+#define BP_EW_QUADRATIC 0
+#define BP_EW_CROSS_ENTROPY 1
+
+/* a = f(z) for the elementwise activations (not softmax, which needs the
+ * whole column: bp_softmax_column). ReLU passes NaN through, as PyTorch's
+ * does. Sigmoid is bp_sigmoid itself, so the seed's networks are unchanged. */
+BP_HD float bp_activate(int act, float z) {
+  switch (act) {
+    case BP_EW_TANH: return tanhf(z);
+    case BP_EW_RELU: return z < 0.0f ? 0.0f : z;
+    case BP_EW_IDENTITY: return z;
+    default: return bp_sigmoid(z);
+  }
+}
+
+/* f'(z) from a = f(z), exact for every elementwise activation: sigmoid
+ * a (1 - a), tanh 1 - a^2, ReLU 1 where a > 0 (0 at z = 0, as PyTorch),
+ * identity 1. */
+BP_HD float bp_activation_prime_of_a(int act, float a) {
+  switch (act) {
+    case BP_EW_TANH: return 1.0f - a * a;
+    case BP_EW_RELU: return a > 0.0f ? 1.0f : 0.0f;
+    case BP_EW_IDENTITY: return 1.0f;
+    default: return bp_sigmoid_prime_of_a(a);
+  }
+}
+
+/* Hidden error of any elementwise activation: g * f'(z), from z and a. The
+ * sigmoid takes the seed's z form (bp_hidden_error), the others the a form. */
+BP_HD float bp_hidden_error_act(int act, float g, float z, float a) {
+  return act == BP_EW_SIGMOID ? bp_hidden_error(g, z) : g * bp_activation_prime_of_a(act, a);
+}
+
+/* max_j z[j] and the sum of e^(z[j] - max), over one column of width w. */
+BP_HD float bp_column_max(const float *z, int w) {
+  float m = z[0];
+  for (int j = 1; j < w; ++j)
+    if (z[j] > m) m = z[j];
+  return m;
+}
+
+/* Softmax of one column (one example's outputs), stable: the largest z
+ * contributes e^0. a may not alias z. */
+BP_HD void bp_softmax_column(const float *z, float *a, int w) {
+  const float m = bp_column_max(z, w);
+  float s = 0.0f;
+  for (int j = 0; j < w; ++j) {
+    a[j] = expf(z[j] - m);
+    s += a[j];
+  }
+  for (int j = 0; j < w; ++j) a[j] = a[j] / s;
+}
+
+/* log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|). */
+BP_HD float bp_softplus(float z) { return fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z))); }
+
+/* The output layer of one example, for every valid (activation, cost)
+ * pair: writes delta = dC0/dz (w entries) and returns C0, summed in double.
+ * z, a, y, delta are the example's column (w contiguous floats).
+ *   quadratic, elementwise f   delta = 2 (a - y) f'(z)   (the sigmoid: bp_output_error)
+ *   quadratic, softmax         delta_j = a_j (d_j - sum_i d_i a_i), d = 2 (a - y)
+ *   cross-entropy, softmax     C0 = sum_j y_j (lse - z_j), lse = logsumexp(z);
+ *                              delta_j = a_j sum(y) - y_j  (= a - y when sum(y) = 1)
+ *   cross-entropy, sigmoid     C0 = sum_j softplus(z_j) - y_j z_j;  delta = a - y
+ * No logarithm of a rounded probability is taken. */
+BP_HD double bp_output_column(int act, int cost, const float *z, const float *a, const float *y,
+                              float *delta, int w) {
+  double c = 0.0;
+  if (cost == BP_EW_CROSS_ENTROPY && act == BP_EW_SOFTMAX) {
+    const float m = bp_column_max(z, w);
+    float s = 0.0f, ysum = 0.0f;
+    for (int j = 0; j < w; ++j) {
+      s += expf(z[j] - m);
+      ysum += y[j];
+    }
+    const float lse = m + logf(s);
+    for (int j = 0; j < w; ++j) {
+      c += (double)y[j] * (double)(lse - z[j]);
+      delta[j] = a[j] * ysum - y[j];
+    }
+  } else if (cost == BP_EW_CROSS_ENTROPY) { /* sigmoid output */
+    for (int j = 0; j < w; ++j) {
+      c += (double)bp_softplus(z[j]) - (double)y[j] * (double)z[j];
+      delta[j] = a[j] - y[j];
+    }
+  } else if (act == BP_EW_SOFTMAX) { /* quadratic */
+    float dot = 0.0f;
+    for (int j = 0; j < w; ++j) {
+      c += (double)bp_cost_term(a[j], y[j]);
+      dot += 2.0f * (a[j] - y[j]) * a[j];
+    }
+    for (int j = 0; j < w; ++j) delta[j] = a[j] * (2.0f * (a[j] - y[j]) - dot);
+  } else { /* quadratic, elementwise */
+    for (int j = 0; j < w; ++j) {
+      c += (double)bp_cost_term(a[j], y[j]);
+      delta[j] = act == BP_EW_SIGMOID ? bp_output_error(a[j], y[j], z[j])
+                                      : 2.0f * (a[j] - y[j]) * bp_activation_prime_of_a(act, a[j]);
+    }
+  }
+  return c;
+}
+
+/* ---- Optimizers (bp_optimizer; backprop.h "Optimizers" has the formulas) --------
+ * One parameter's update, the same text on the host and the device. Two
+ * state values per parameter at most (s0, s1): SGD's momentum buffer in s0;
+ * Adam's exp_avg, exp_avg_sq; Rprop's prev, step_size. Scalars are floats
+ * where PyTorch applies them to float tensors, and the bias corrections are
+ * double, as PyTorch computes them in Python. */
+#define BP_EW_SGD 0
+#define BP_EW_ADAM 1
+#define BP_EW_ADAMW 2
+#define BP_EW_RPROP 3
+
+typedef struct bp_opt_hyper {
+  int kind, nesterov;
+  float momentum, weight_decay;
+  float one_minus_beta1, beta2, one_minus_beta2, eps;
+  float eta_minus, eta_plus, step_min, step_max;
+  double beta1_d, beta2_d, weight_decay_d;
+} bp_opt_hyper;
+
+/* What a step adds to the hyperparameters: the learning rate, and Adam's
+ * lr / (1 - beta1^t), sqrt(1 - beta2^t) and AdamW's 1 - lr wd, with t the
+ * number of this update (applied updates before it + 1). */
+typedef struct bp_opt_step {
+  float lr, step_size, bc2_sqrt, decay_scale;
+  int first; /* no update applied before: Rprop's step sizes start at lr */
+} bp_opt_step;
+
+BP_HD bp_opt_step bp_opt_step_of(const bp_opt_hyper *h, float lr, long long applied) {
+  bp_opt_step s;
+  const double t = (double)(applied + 1);
+  s.lr = lr;
+  s.step_size = (float)((double)lr / (1.0 - pow(h->beta1_d, t)));
+  s.bc2_sqrt = (float)sqrt(1.0 - pow(h->beta2_d, t));
+  s.decay_scale = (float)(1.0 - (double)lr * h->weight_decay_d);
+  s.first = applied == 0;
+  return s;
+}
+
+/* Returns the new p; *s0, *s1 receive the new state (read first). */
+BP_HD float bp_opt_update(const bp_opt_hyper *h, const bp_opt_step *st, float p, float g,
+                          float *s0, float *s1) {
+  switch (h->kind) {
+    case BP_EW_ADAM:
+    case BP_EW_ADAMW: {
+      if (h->kind == BP_EW_ADAMW)
+        p = p * st->decay_scale;
+      else if (h->weight_decay != 0.0f)
+        g = g + h->weight_decay * p;
+      const float m = *s0 + h->one_minus_beta1 * (g - *s0); /* torch lerp, weight < 0.5 */
+      const float v = *s1 * h->beta2 + h->one_minus_beta2 * g * g; /* addcmul */
+      const float denom = sqrtf(v) / st->bc2_sqrt + h->eps;
+      *s0 = m;
+      *s1 = v;
+      return p + -st->step_size * m / denom; /* addcdiv: p + (value t1) / t2 */
+    }
+    case BP_EW_RPROP: {
+      const float prev = *s0;
+      float step = st->first ? st->lr : *s1;
+      const float gp = g * prev;
+      step = step * (gp > 0.0f ? h->eta_plus : gp < 0.0f ? h->eta_minus : 1.0f);
+      if (step < h->step_min) step = h->step_min;
+      if (step > h->step_max) step = h->step_max;
+      if (gp < 0.0f) g = 0.0f;
+      const float sign = g > 0.0f ? 1.0f : g < 0.0f ? -1.0f : 0.0f;
+      *s0 = g;
+      *s1 = step;
+      return p - sign * step;
+    }
+    default: { /* SGD */
+      if (h->weight_decay != 0.0f) g = g + h->weight_decay * p;
+      if (h->momentum != 0.0f) {
+        const float buf = h->momentum * *s0 + g;
+        *s0 = buf;
+        g = h->nesterov ? g + h->momentum * buf : buf;
+      }
+      return bp_sgd_update(p, g, st->lr);
+    }
+  }
+}
+
+/* 1 if an update leaves the parameter and its state finite. */
+BP_HD int bp_opt_finite(float p, float s0, float s1) {
+  return isfinite(p) && isfinite(s0) && isfinite(s1);
+}
+
 /* ---- Reduced-precision inputs of the products (bp_math_mode) ----------------
  * The float32 bit pattern: sign (1), exponent (8), mantissa (23). bfloat16
  * and TF32 keep the sign and the 8-bit exponent and shorten the mantissa to

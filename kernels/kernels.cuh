@@ -30,6 +30,8 @@
 
 #include <cuda_runtime.h>
 
+#include "elementwise.cuh" /* bp_opt_hyper */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -121,6 +123,47 @@ cudaError_t bp_launch_sgd_check(const float *params, const float *grads, size_t 
 cudaError_t bp_launch_sgd(float *params, const float *grads, size_t count, float lr,
                           const float *batch_cost, const int *bad, int *skipped,
                           cudaStream_t stream);
+
+/* Batch cost from n per-example costs terms[k] (doubles): *cost = (1/n)
+ * sum_k terms[k], with the partials, accumulation and skip rules of
+ * bp_launch_cost; partials: bp_cost_partials_count(1, n) doubles. */
+cudaError_t bp_launch_cost_sum(const double *terms, int n, double *partials, float *cost,
+                               double *cost_acc, int *skipped, cudaStream_t stream);
+
+/* ---- model.cu: the model beyond the seed (reference kernels) -------------
+ * act and cost are bp_activation and bp_cost values (elementwise.cuh's
+ * BP_EW_*). */
+
+/* z (width x n) holds W*A: z += b per row (kept), a = f(z); softmax per
+ * column (one thread per example). z and a must not overlap. */
+cudaError_t bp_launch_bias_activation(int act, float *z, float *a, const float *b, int width,
+                                      int n, cudaStream_t stream);
+/* Output layer: per example k, delta's column k and col_cost[k] (double)
+ * from bp_output_column(act, cost, ...). */
+cudaError_t bp_launch_output_error_model(int act, int cost, const float *z, const float *a,
+                                         const float *y, float *delta, int width, int n,
+                                         double *col_cost, cudaStream_t stream);
+/* Hidden layer: delta[i] = bp_hidden_error_act(act, g[i], z[i], a[i]);
+ * delta == g allowed. */
+cudaError_t bp_launch_hidden_error_act(int act, const float *g, const float *z, const float *a,
+                                       float *delta, size_t count, cudaStream_t stream);
+
+/* ---- optimizers.cu ---------------------------------------------------------
+ * Every optimizer but the seed's SGD: state holds `slots` buffers of count
+ * floats (slot s of parameter i at state[s * count + i]); *step (a device
+ * long long) is the number of updates applied. */
+
+/* Sets *bad = 1 (cleared by the caller) if bp_opt_update would make any
+ * parameter or state value non-finite. Never writes 0. */
+cudaError_t bp_launch_opt_check(bp_opt_hyper h, float lr, const float *params,
+                                const float *grads, const float *state, size_t count, int slots,
+                                const long long *step, int *bad, cudaStream_t stream);
+/* The update with bp_opt_update, all or nothing under the rules of
+ * bp_launch_sgd (batch_cost, bad, skipped), then *step += 1 when applied. */
+cudaError_t bp_launch_opt_update(bp_opt_hyper h, float lr, float *params, const float *grads,
+                                 float *state, size_t count, int slots, long long *step,
+                                 const float *batch_cost, const int *bad, int *skipped,
+                                 cudaStream_t stream);
 
 /* ---- gather.cu ---------------------------------------------------------- */
 

@@ -148,6 +148,32 @@ extern "C" cudaError_t bp_launch_cost(const float *a, const float *y, int width,
   return cudaGetLastError();
 }
 
+/* The batch cost from per-example costs (the model kernels' col_cost): the
+ * same two stages over n doubles, the same final kernel and rules. */
+__global__ void bp_cost_sum_partial_kernel(const double *__restrict__ terms, size_t total,
+                                           double *__restrict__ partials) {
+  __shared__ double sh[BP_BLOCK];
+  double s = 0.0;
+  size_t stride = (size_t)gridDim.x * BP_BLOCK;
+  for (size_t i = (size_t)blockIdx.x * BP_BLOCK + threadIdx.x; i < total; i += stride)
+    s += terms[i];
+  sh[threadIdx.x] = s;
+  block_sum_double(sh);
+  if (threadIdx.x == 0) partials[blockIdx.x] = sh[0];
+}
+
+extern "C" cudaError_t bp_launch_cost_sum(const double *terms, int n, double *partials,
+                                          float *cost, double *cost_acc, int *skipped,
+                                          cudaStream_t stream) {
+  if (n < 1 || !terms || !partials || !cost) return cudaErrorInvalidValue;
+  unsigned blocks = cost_blocks((size_t)n);
+  bp_cost_sum_partial_kernel<<<blocks, BP_BLOCK, 0, stream>>>(terms, (size_t)n, partials);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+  bp_cost_final_kernel<<<1, BP_BLOCK, 0, stream>>>(partials, blocks, n, cost, cost_acc, skipped);
+  return cudaGetLastError();
+}
+
 /* ---- Accuracy -----------------------------------------------------------
  * One thread per example (column), with the rule of bp_example_correct
  * (elementwise.cuh), the same text the CPU backend runs: strict '>' keeps

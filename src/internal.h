@@ -73,6 +73,14 @@ struct bp_network {
   bp_kernel_path kernels;
   bp_product_path products;
   unsigned options_serial;
+  /* The model beyond the seed (backprop.h bp_activation, bp_cost,
+   * "Optimizers"). seed_model: sigmoid everywhere and the quadratic cost,
+   * the math the seed's kernels (and the fused CUDA path) implement. */
+  bp_activation *acts;  /* L: layer i's activation */
+  bp_cost cost;
+  int seed_model;
+  bp_optimizer_config opt;
+  size_t opt_state_count; /* floats of optimizer state: slots x n_params */
   /* The last epoch call's statistics: the engine fills steps, wall_us and
    * queue_us; the backend adds graph_replays and launches. */
   bp_epoch_stats stats;
@@ -178,6 +186,15 @@ struct bp_backend_ops {
    * counters.cost is not finite; with count_skip a refusal counts a skip.
    * Decided in backend memory, without a host round trip. */
   bp_status (*update)(bp_network *net, float lr, int gate_on_cost, int count_skip);
+  /* The optimizer state (backprop.h "Optimizers"): opt_reset replaces it by
+   * count zeros in backend memory and sets the step count to 0 (count 0:
+   * none); opt_read/opt_write copy count floats at offset and, when step is
+   * not NULL, the step count. update reads net->opt. */
+  bp_status (*opt_reset)(bp_network *net, size_t count);
+  bp_status (*opt_read)(const bp_network *net, size_t offset, size_t count, float *dst,
+                        int64_t *step);
+  bp_status (*opt_write)(bp_network *net, size_t offset, size_t count, const float *src,
+                         const int64_t *step);
   /* Optional: forward, backward (accumulate) and update (gated, counted)
    * as one unit, for a backend that can replay it cheaper (CUDA graphs).
    * NULL: the engine calls the three. */
@@ -220,6 +237,20 @@ bp_status bp_engine_train_step(bp_network *net, const bp_batch *b, float lr);
  * nothing to exchange. */
 bp_status bp_engine_exchange_gradients(bp_network *net);
 
+
+/* ---- Optimizers (src/optimizer.c) ---- */
+
+/* Checks cfg (a full-size copy): BP_OK or BP_ERR_INVALID_ARGUMENT on ctx,
+ * naming fn and the field. */
+bp_status bp_optimizer_config_check(bp_context *ctx, const bp_optimizer_config *cfg,
+                                    const char *fn);
+/* Slots of optimizer state cfg needs (0, 1 or 2). */
+int bp_optimizer_slots(const bp_optimizer_config *cfg);
+/* 1 if cfg is the seed's SGD (no momentum, no decay): p -= lr g. */
+int bp_optimizer_is_plain_sgd(const bp_optimizer_config *cfg);
+/* The formulas' view of cfg (elementwise.cuh's bp_opt_hyper), for the
+ * backends; hyper points to a bp_opt_hyper. */
+void bp_optimizer_hyper(const bp_optimizer_config *cfg, void *hyper);
 
 /* ---- Shared helpers (src/common.c) ---- */
 

@@ -27,6 +27,7 @@ void bp_network_desc_init(bp_network_desc *desc, int n_sizes, const int *sizes, 
 }
 
 static void network_free_host(bp_network *net) {
+  free(net->acts);
   free(net->sizes);
   free(net->w_offset);
   free(net->b_offset);
@@ -112,16 +113,38 @@ bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_
                       "bp_network_create: sizes[%d] = %d is out of range (1 .. %d)", i, sizes[i],
                       BP_MAX_DIM);
   }
-  if (desc->cost != BP_COST_QUADRATIC)
-    return bp_error(ctx, BP_ERR_UNSUPPORTED, "bp_network_create: only the quadratic cost exists");
-  if (desc->optimizer != BP_OPTIMIZER_SGD)
-    return bp_error(ctx, BP_ERR_UNSUPPORTED, "bp_network_create: only SGD exists");
-  if (desc->activations) {
-    for (int i = 0; i + 1 < n_sizes; ++i)
-      if (desc->activations[i] != BP_ACTIVATION_SIGMOID)
-        return bp_error(ctx, BP_ERR_UNSUPPORTED,
-                        "bp_network_create: layer %d: only the sigmoid activation exists", i);
+  /* The model: activations, cost and optimizer (backprop.h). */
+  const int n_layers = n_sizes - 1;
+  for (int i = 0; desc->activations && i < n_layers; ++i) {
+    const bp_activation a = desc->activations[i];
+    if ((int)a < (int)BP_ACTIVATION_SIGMOID || (int)a > (int)BP_ACTIVATION_SOFTMAX)
+      return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
+                      "bp_network_create: layer %d: unknown activation %d (sigmoid = 0, tanh = 1, "
+                      "relu = 2, identity = 3, softmax = 4)",
+                      i, (int)a);
+    if (a == BP_ACTIVATION_SOFTMAX && i != n_layers - 1)
+      return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
+                      "bp_network_create: layer %d: softmax is only allowed on the output layer "
+                      "(layer %d)",
+                      i, n_layers - 1);
   }
+  const bp_activation out_act =
+      desc->activations ? desc->activations[n_layers - 1] : BP_ACTIVATION_SIGMOID;
+  if (desc->cost != BP_COST_QUADRATIC && desc->cost != BP_COST_CROSS_ENTROPY)
+    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
+                    "bp_network_create: unknown cost %d (quadratic = 0, cross-entropy = 1)",
+                    (int)desc->cost);
+  if (desc->cost == BP_COST_CROSS_ENTROPY && out_act != BP_ACTIVATION_SOFTMAX &&
+      out_act != BP_ACTIVATION_SIGMOID)
+    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
+                    "bp_network_create: the cross-entropy cost needs a softmax or sigmoid output "
+                    "layer, not %s",
+                    bp_activation_name(out_act));
+  if ((int)desc->optimizer < (int)BP_OPTIMIZER_SGD || (int)desc->optimizer > (int)BP_OPTIMIZER_RPROP)
+    return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
+                    "bp_network_create: unknown optimizer %d (sgd = 0, adam = 1, adamw = 2, "
+                    "rprop = 3)",
+                    (int)desc->optimizer);
 
   /* Count parameters with overflow checks before allocating anything. */
   size_t n_params = 0;
@@ -147,7 +170,8 @@ bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_
   net->sizes = malloc(sizeof(int) * (size_t)n_sizes);
   net->w_offset = malloc(sizeof(size_t) * (size_t)net->n_layers);
   net->b_offset = malloc(sizeof(size_t) * (size_t)net->n_layers);
-  if (!net->sizes || !net->w_offset || !net->b_offset) {
+  net->acts = malloc(sizeof(bp_activation) * (size_t)net->n_layers);
+  if (!net->sizes || !net->w_offset || !net->b_offset || !net->acts) {
     network_free_host(net);
     return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "bp_network_create: out of host memory");
   }
@@ -161,6 +185,13 @@ bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_
   }
   for (int i = 0; i < n_sizes; ++i)
     if (sizes[i] > net->max_width) net->max_width = sizes[i];
+  net->cost = desc->cost;
+  net->seed_model = desc->cost == BP_COST_QUADRATIC;
+  for (int i = 0; i < net->n_layers; ++i) {
+    net->acts[i] = desc->activations ? desc->activations[i] : BP_ACTIVATION_SIGMOID;
+    if (net->acts[i] != BP_ACTIVATION_SIGMOID) net->seed_model = 0;
+  }
+  bp_optimizer_config_init(&net->opt, desc->optimizer);
 
   /* The backend allocates first, so a network too large for the device fails
    * before any host work. Then initialize in a fixed order (layer by layer, W
@@ -172,6 +203,10 @@ bp_status bp_network_create_ex(bp_context *ctx, const bp_network_desc *desc, bp_
     return st;
   }
   st = initialize_parameters(net, desc->seed);
+  if (st == BP_OK) {
+    net->opt_state_count = (size_t)bp_optimizer_slots(&net->opt) * net->n_params;
+    st = ctx->ops->opt_reset(net, net->opt_state_count);
+  }
   if (st == BP_OK && math != BP_MATH_FP32) st = bp_network_set_math_mode(net, math);
   if (st != BP_OK) {
     bp_network_destroy(net);
@@ -204,6 +239,15 @@ int bp_network_size(const bp_network *net, int i) {
 size_t bp_network_parameter_count(const bp_network *net) { return net ? net->n_params : 0; }
 
 bp_context *bp_network_context(const bp_network *net) { return net ? net->ctx : NULL; }
+
+bp_activation bp_network_get_activation(const bp_network *net, int layer) {
+  if (!net || layer < 0 || layer >= net->n_layers) return BP_ACTIVATION_SIGMOID;
+  return net->acts[layer];
+}
+
+bp_cost bp_network_get_cost(const bp_network *net) {
+  return net ? net->cost : BP_COST_QUADRATIC;
+}
 
 static bp_status check_layer(const bp_network *net, int layer, const char *fn) {
   if (layer < 0 || layer >= net->n_layers)

@@ -106,13 +106,17 @@ TEST_P(ApiChecks, CreateExRejectsWhatThisVersionDoesNotImplement) {
   bp_network_desc future = desc;
   future.version = BP_NETWORK_DESC_VERSION + 1;
   EXPECT_EQ(bp_network_create_ex(ctx, &future, &other), BP_ERR_UNSUPPORTED);
+  // Values no version knows are argument errors (test_models.cc tests the rest).
   bp_network_desc bad_cost = desc;
-  bad_cost.cost = (bp_cost)1;
-  EXPECT_EQ(bp_network_create_ex(ctx, &bad_cost, &other), BP_ERR_UNSUPPORTED);
-  const bp_activation acts[] = {BP_ACTIVATION_SIGMOID, (bp_activation)3};
+  bad_cost.cost = (bp_cost)2;
+  EXPECT_EQ(bp_network_create_ex(ctx, &bad_cost, &other), BP_ERR_INVALID_ARGUMENT);
+  const bp_activation acts[] = {BP_ACTIVATION_SIGMOID, (bp_activation)5};
   bp_network_desc bad_act = desc;
   bad_act.activations = acts;
-  EXPECT_EQ(bp_network_create_ex(ctx, &bad_act, &other), BP_ERR_UNSUPPORTED);
+  EXPECT_EQ(bp_network_create_ex(ctx, &bad_act, &other), BP_ERR_INVALID_ARGUMENT);
+  bp_network_desc bad_opt = desc;
+  bad_opt.optimizer = (bp_optimizer)4;
+  EXPECT_EQ(bp_network_create_ex(ctx, &bad_opt, &other), BP_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(other, nullptr);
 }
 

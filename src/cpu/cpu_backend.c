@@ -17,6 +17,7 @@
 
 #include "../internal.h"
 #include "blas.h"
+#include "cpu_model.h"
 #include "elementwise.cuh"
 
 typedef struct cpu_net {
@@ -36,6 +37,7 @@ typedef struct cpu_net {
    * network is destroyed. */
   float *round_a, *round_b;
   size_t round_count;
+  bp_cpu_opt opt; /* optimizer state (cpu_optimizers.c) */
   bp_counters counters;
   double last_cost; /* the last backward pass's mean cost, before rounding to float */
 } cpu_net;
@@ -112,6 +114,7 @@ static bp_status grow_workspace(bp_network *net, int n) {
   fresh.round_a = c->round_a;
   fresh.round_b = c->round_b;
   fresh.round_count = c->round_count;
+  fresh.opt = c->opt;
   fresh.cap = n;
   free_workspace(net, c);
   *c = fresh;
@@ -200,6 +203,7 @@ static void cpu_network_free(bp_network *net) {
   free_workspace(net, c);
   free(c->round_a);
   free(c->round_b);
+  bp_cpu_opt_free(&c->opt);
   free(c->params);
   free(c->grads);
   free(c);
@@ -243,6 +247,11 @@ static void forward_core(bp_network *net, const float *A0, int n) {
     const float *b = c->params + net->b_offset[i];
     float *z = c->z[i], *a = c->a[i];
     product(net, 1, 0, out, n, in, 1.0f, W, in, prev, in, 0.0f, z, out);
+    if (net->acts[i] != BP_ACTIVATION_SIGMOID) { /* the model beyond the seed */
+      bp_cpu_bias_activation(net->acts[i], z, a, b, out, n);
+      prev = a;
+      continue;
+    }
     for (int k = 0; k < n; ++k) {
       float *zk = z + (size_t)k * out, *ak = a + (size_t)k * out;
       for (int j = 0; j < out; ++j) {
@@ -252,6 +261,11 @@ static void forward_core(bp_network *net, const float *A0, int n) {
     }
     prev = a;
   }
+}
+
+/* The seed's output layer: sigmoid with the quadratic cost. */
+static int seed_output(const bp_network *net) {
+  return net->acts[net->n_layers - 1] == BP_ACTIVATION_SIGMOID && net->cost == BP_COST_QUADRATIC;
 }
 
 /* Backward over the n examples forward_core last ran on (inputs A0);
@@ -265,10 +279,13 @@ static double backward_core(bp_network *net, const float *A0, const float *Y, in
   const float *aL = c->a[L - 1], *zL = c->z[L - 1];
   float *delta = c->delta, *spare = c->delta2;
   double cost = 0.0;
-  for (size_t e = 0; e < count; ++e) {
-    cost += bp_cost_term(aL[e], Y[e]);
-    delta[e] = bp_output_error(aL[e], Y[e], zL[e]);
-  }
+  if (!seed_output(net))
+    cost = bp_cpu_output_error(net->acts[L - 1], net->cost, zL, aL, Y, delta, out, n);
+  else
+    for (size_t e = 0; e < count; ++e) {
+      cost += bp_cost_term(aL[e], Y[e]);
+      delta[e] = bp_output_error(aL[e], Y[e], zL[e]);
+    }
 
   const float inv_n = 1.0f / (float)n;
   for (int i = L - 1; i >= 0; --i) {
@@ -283,7 +300,10 @@ static double backward_core(bp_network *net, const float *A0, const float *Y, in
       product(net, 0, 0, in, n, w, 1.0f, W, in, delta, w, 0.0f, spare, in);
       const float *z = c->z[i - 1];
       const size_t m = (size_t)in * (size_t)n;
-      for (size_t e = 0; e < m; ++e) spare[e] = bp_hidden_error(spare[e], z[e]);
+      if (net->acts[i - 1] != BP_ACTIVATION_SIGMOID)
+        bp_cpu_hidden_error(net->acts[i - 1], spare, z, c->a[i - 1], m);
+      else
+        for (size_t e = 0; e < m; ++e) spare[e] = bp_hidden_error(spare[e], z[e]);
       float *t = delta;
       delta = spare;
       spare = t;
@@ -400,6 +420,13 @@ static bp_status cpu_update(bp_network *net, float lr, int gate_on_cost, int cou
   cpu_net *c = net->impl;
   c->counters.update_bad = 0;
   if (gate_on_cost && !isfinite(c->last_cost)) return BP_OK; /* counted by backward */
+  if (!bp_optimizer_is_plain_sgd(&net->opt)) { /* every optimizer but the seed's SGD */
+    if (!bp_cpu_opt_update(net, &c->opt, c->params, c->grads, lr)) {
+      c->counters.update_bad = 1;
+      if (count_skip) ++c->counters.skipped;
+    }
+    return BP_OK;
+  }
   if (!update_is_finite(c, net->n_params, lr)) {
     c->counters.update_bad = 1;
     if (count_skip) ++c->counters.skipped;
@@ -429,9 +456,13 @@ static bp_status cpu_evaluate_chunk(bp_network *net, const bp_dataset *data, int
   const float *y = d->Y + (size_t)start * out;
   double sum = c->counters.cost_sum;
   int64_t right = c->counters.correct;
+  if (!seed_output(net)) /* the errors land in the unused delta buffer */
+    sum += bp_cpu_output_error(net->acts[net->n_layers - 1], net->cost,
+                               c->z[net->n_layers - 1], a, y, c->delta, out, n);
   for (int k = 0; k < n; ++k) {
     const float *ak = a + (size_t)k * out, *yk = y + (size_t)k * out;
-    for (int j = 0; j < out; ++j) sum += bp_cost_term(ak[j], yk[j]);
+    if (seed_output(net))
+      for (int j = 0; j < out; ++j) sum += bp_cost_term(ak[j], yk[j]);
     right += bp_example_correct(ak, yk, out, 1);
   }
   c->counters.cost_sum = sum;
@@ -442,6 +473,26 @@ static bp_status cpu_evaluate_chunk(bp_network *net, const bp_dataset *data, int
 static bp_status cpu_read_output(bp_network *net, int n, float *out) {
   cpu_net *c = net->impl;
   memcpy(out, c->a[net->n_layers - 1], sizeof(float) * (size_t)n * net->sizes[net->n_layers]);
+  return BP_OK;
+}
+
+static bp_status cpu_opt_reset(bp_network *net, size_t count) {
+  return bp_cpu_opt_reset(net, &((cpu_net *)net->impl)->opt, count);
+}
+
+static bp_status cpu_opt_read(const bp_network *net, size_t offset, size_t count, float *dst,
+                              int64_t *step) {
+  const bp_cpu_opt *o = &((const cpu_net *)net->impl)->opt;
+  if (count > 0) memcpy(dst, o->state + offset, sizeof(float) * count);
+  if (step) *step = o->step;
+  return BP_OK;
+}
+
+static bp_status cpu_opt_write(bp_network *net, size_t offset, size_t count, const float *src,
+                               const int64_t *step) {
+  bp_cpu_opt *o = &((cpu_net *)net->impl)->opt;
+  if (count > 0) memcpy(o->state + offset, src, sizeof(float) * count);
+  if (step) o->step = *step;
   return BP_OK;
 }
 
@@ -465,6 +516,9 @@ const bp_backend_ops bp_cpu_ops = {
     .forward = cpu_forward,
     .backward = cpu_backward,
     .update = cpu_update,
+    .opt_reset = cpu_opt_reset,
+    .opt_read = cpu_opt_read,
+    .opt_write = cpu_opt_write,
     .reset_counters = cpu_reset_counters,
     .read_counters = cpu_read_counters,
     .evaluate_chunk = cpu_evaluate_chunk,

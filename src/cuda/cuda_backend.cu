@@ -45,6 +45,9 @@ extern "C" const bp_backend_ops bp_cuda_ops = {
     cuda_forward,         /* forward: cuda_step.cu */
     cuda_backward,        /* backward */
     cuda_update,          /* update */
+    cuda_opt_reset,       /* opt_reset: cuda_optimizer.cu */
+    cuda_opt_read,        /* opt_read */
+    cuda_opt_write,       /* opt_write */
     cuda_train_step,      /* train_step */
     cuda_reset_counters,  /* reset_counters */
     cuda_read_counters,   /* read_counters */

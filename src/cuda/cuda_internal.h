@@ -69,6 +69,7 @@ typedef struct cuda_workspace {
   float *bias_partials;  /* bp_bias_grad_partials_count(delta_width, capacity) floats */
   double *cost_partials; /* bp_cost_partials_count(s[L], capacity) doubles (or the fused
                             kernel's count, if larger) */
+  double *col_cost;      /* capacity doubles: per-example costs of the model kernels */
 } cuda_workspace;
 
 typedef struct cuda_network {
@@ -82,6 +83,11 @@ typedef struct cuda_network {
   void *gemm;           /* cuda_gemm.cu's state (plans, workspace) */
   void *graphs;         /* cuda_step.cu's captured graphs */
   void *host_stage;     /* cuda_stage.cu's staging buffers (NULL: none yet) */
+  /* Optimizer state (cuda_optimizer.cu): opt_count floats (slots x n_params)
+   * and the step count, a device long long. */
+  float *opt_state;
+  size_t opt_count;
+  long long *opt_step;
 } cuda_network;
 
 typedef struct cuda_dataset {
@@ -96,7 +102,17 @@ static inline cuda_dataset *data_state(const bp_dataset *data) { return (cuda_da
 
 /* The fused kernels (bp_network.kernels): a written over z, no z buffers,
  * reductions fused into the error kernels. */
-static inline int uses_fused(const bp_network *net) { return net->kernels == BP_KERNELS_FUSED; }
+static inline int uses_fused(const bp_network *net) {
+  /* The fused kernels implement the seed's model (sigmoid, quadratic); any
+   * other network runs the reference kernels (model.cu), whatever the path. */
+  return net->kernels == BP_KERNELS_FUSED && net->seed_model;
+}
+
+/* The seed's output layer: sigmoid with the quadratic cost (errors.cu and
+ * bp_launch_cost); any other pair takes model.cu's output kernel. */
+static inline int seed_output(const bp_network *net) {
+  return net->acts[net->n_layers - 1] == BP_ACTIVATION_SIGMOID && net->cost == BP_COST_QUADRATIC;
+}
 
 /* Counts one piece of device work the host issued (bp_epoch_stats.launches)
  * and checks its launch. */
@@ -133,6 +149,17 @@ bp_status cuda_reset_counters(bp_network *net);
 bp_status cuda_read_counters(bp_network *net, bp_counters *out);
 bp_status cuda_evaluate_chunk(bp_network *net, const bp_dataset *data, int start, int n);
 bp_status cuda_read_output(bp_network *net, int n, float *out);
+/* cuda_optimizer.cu */
+bp_status cuda_opt_reset(bp_network *net, size_t count);
+bp_status cuda_opt_read(const bp_network *net, size_t offset, size_t count, float *dst,
+                        int64_t *step);
+bp_status cuda_opt_write(bp_network *net, size_t offset, size_t count, const float *src,
+                         const int64_t *step);
+/* Frees the state (queued work finished); from cuda_network_free. */
+void cuda_opt_free(bp_network *net);
+/* Queues the configured optimizer's guarded update (not the seed's SGD):
+ * the rules of run_update in cuda_step.cu. */
+bp_status cuda_queue_optimizer(bp_network *net, float lr, int gate_on_cost, int *skipped);
 /* cuda_device_api.cu; stream is the caller's cudaStream_t. */
 bp_status cuda_device_enter(bp_network *net, void *stream, const char *fn, const float *X,
                             const float *Y, const float *out, const float *cost);

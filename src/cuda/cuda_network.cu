@@ -61,6 +61,7 @@ void cuda_network_free(bp_network *net) {
   cuda_graphs_free(net);
   cuda_stage_free(net);
   cuda_gemm_free(net);
+  cuda_opt_free(net);
   free_workspace(net, &cn->ws);
   free_workspace(net, &cn->fresh);
   cuda_device_free_quiet(cn->scalars);
@@ -119,6 +120,8 @@ static void free_workspace(const bp_network *net, cuda_workspace *ws) {
   cuda_device_free_quiet(ws->delta[1]);
   cuda_device_free_quiet(ws->bias_partials);
   cuda_device_free_quiet(ws->cost_partials);
+  cuda_device_free_quiet(ws->col_cost);
+  ws->col_cost = NULL;
   ws->x = ws->y = ws->delta[0] = ws->delta[1] = ws->bias_partials = NULL;
   ws->cost_partials = NULL;
   ws->capacity = 0;
@@ -155,6 +158,7 @@ static bp_status alloc_workspace(const bp_network *net, const cuda_network *cn, 
   if (fused_count > cost_count) cost_count = fused_count;
   if (st == BP_OK)
     st = DEVICE_ALLOC(ctx, &ws->cost_partials, cost_count * sizeof(double), "cost scratch");
+  if (st == BP_OK) st = DEVICE_ALLOC(ctx, &ws->col_cost, n * sizeof(double), "example costs");
   if (st != BP_OK) {
     free_workspace(net, ws);
     return st;

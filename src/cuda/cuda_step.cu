@@ -37,6 +37,9 @@ static bp_status run_forward(bp_network *net, const float *x, int n) {
     if (st != BP_OK) return st;
     if (uses_fused(net))
       NET_LAUNCH(net, bp_launch_bias_sigmoid_inplace(product, b, width, n, cc->stream));
+    else if (net->acts[i] != BP_ACTIVATION_SIGMOID) /* model.cu */
+      NET_LAUNCH(net, bp_launch_bias_activation((int)net->acts[i], product, cn->ws.act[i], b,
+                                                width, n, cc->stream));
     else
       NET_LAUNCH(net, bp_launch_bias_sigmoid(product, cn->ws.act[i], b, width, n, cc->stream));
     in = cn->ws.act[i];
@@ -66,6 +69,13 @@ static bp_status run_backward(bp_network *net, const float *x, const float *y, i
                              cn->ws.bias_partials, cn->grads + net->b_offset[L - 1],
                              cn->ws.cost_partials, &cn->scalars->cost, cost_acc, skipped,
                              &cn->scalars->ticket, cc->stream));
+  } else if (!seed_output(net)) { /* model.cu: any other (activation, cost) pair */
+    NET_LAUNCH(net, bp_launch_output_error_model((int)net->acts[L - 1], (int)net->cost,
+                                                 cn->ws.z[L - 1], cn->ws.act[L - 1], y,
+                                                 cn->ws.delta[cur], out_width, n,
+                                                 cn->ws.col_cost, cc->stream));
+    NET_LAUNCH(net, bp_launch_cost_sum(cn->ws.col_cost, n, cn->ws.cost_partials,
+                                       &cn->scalars->cost, cost_acc, skipped, cc->stream));
   } else {
     NET_LAUNCH(net, bp_launch_output_error(cn->ws.act[L - 1], y, cn->ws.z[L - 1],
                                                 cn->ws.delta[cur], out_count, cc->stream));
@@ -100,6 +110,10 @@ static bp_status run_backward(bp_network *net, const float *x, const float *y, i
                                  g, cn->ws.act[i - 1], g, fan_in, n, cn->ws.bias_partials,
                                  cn->grads + net->b_offset[i - 1], &cn->scalars->ticket,
                                  cc->stream));
+      else if (net->acts[i - 1] != BP_ACTIVATION_SIGMOID) /* model.cu */
+        NET_LAUNCH(net, bp_launch_hidden_error_act((int)net->acts[i - 1], g, cn->ws.z[i - 1],
+                                                   cn->ws.act[i - 1], g,
+                                                   (size_t)fan_in * (size_t)n, cc->stream));
       else
         NET_LAUNCH(net, bp_launch_hidden_error(g, cn->ws.z[i - 1], g,
                                                     (size_t)fan_in * (size_t)n, cc->stream));
@@ -118,6 +132,8 @@ static bp_status run_update(bp_network *net, float lr, int gate_on_cost, int *sk
   cuda_network *cn = net_state(net);
   cuda_scalars *sc = cn->scalars;
   BP_CUDA_CHECK(ctx, cudaMemsetAsync(&sc->update_bad, 0, sizeof sc->update_bad, stream));
+  if (!bp_optimizer_is_plain_sgd(&net->opt)) /* optimizers.cu */
+    return cuda_queue_optimizer(net, lr, gate_on_cost, skipped);
   NET_LAUNCH(net, bp_launch_sgd_check(cn->params, cn->grads, net->n_params, lr,
                                            &sc->update_bad, stream));
   NET_LAUNCH(net, bp_launch_sgd(cn->params, cn->grads, net->n_params, lr,
@@ -356,8 +372,17 @@ bp_status cuda_evaluate_chunk(bp_network *net, const bp_dataset *data, int start
   st = run_forward(net, xs, n);
   if (st != BP_OK) return st;
   /* skipped == NULL: every chunk's cost is added, a non-finite one too. */
-  NET_LAUNCH(net, bp_launch_cost(cn->ws.act[L - 1], ys, net->sizes[L], n, cn->ws.cost_partials,
-                                 &sc->cost, &sc->cost_sum, NULL, stream));
+  if (!seed_output(net)) { /* the errors land in the unused delta buffer */
+    NET_LAUNCH(net, bp_launch_output_error_model((int)net->acts[L - 1], (int)net->cost,
+                                                 cn->ws.z[L - 1], cn->ws.act[L - 1], ys,
+                                                 cn->ws.delta[0], net->sizes[L], n,
+                                                 cn->ws.col_cost, stream));
+    NET_LAUNCH(net, bp_launch_cost_sum(cn->ws.col_cost, n, cn->ws.cost_partials, &sc->cost,
+                                       &sc->cost_sum, NULL, stream));
+  } else {
+    NET_LAUNCH(net, bp_launch_cost(cn->ws.act[L - 1], ys, net->sizes[L], n,
+                                   cn->ws.cost_partials, &sc->cost, &sc->cost_sum, NULL, stream));
+  }
   NET_LAUNCH(net, bp_launch_accuracy(cn->ws.act[L - 1], ys, net->sizes[L], n, &sc->correct,
                                      stream));
   return BP_OK;

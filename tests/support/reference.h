@@ -11,6 +11,10 @@ namespace ref {
 
 struct Net {
   std::vector<int> sizes;
+  // Layer i's activation (empty: sigmoid everywhere) and the cost.
+  std::vector<bp_activation> acts;
+  bp_cost cost = BP_COST_QUADRATIC;
+  bp_activation act(int i) const { return acts.empty() ? BP_ACTIVATION_SIGMOID : acts[i]; }
   std::vector<std::vector<double>> W;  // W[i]: s[i+1] x s[i], row-major
   std::vector<std::vector<double>> b;  // b[i]: s[i+1]
   int layers() const { return (int)sizes.size() - 1; }
@@ -20,7 +24,8 @@ struct Grads {
   std::vector<std::vector<double>> dW, db;
 };
 
-// Copies the weights out of a library network (any backend).
+// Copies the weights, activations and cost out of a library network (any
+// backend).
 Net from_network(const bp_network *net);
 
 // The library's float32 gradients of the batch's mean cost (bp_backward, then
