@@ -24,7 +24,12 @@
  *     host arrays passed out are written during the call only.
  *   - Threads: a context and everything created from it (networks, data sets)
  *     belong to one thread at a time. Use one context per thread; different
- *     contexts are fully independent and may be used concurrently.
+ *     contexts are fully independent and may be used concurrently. The
+ *     detail of a failure is recorded per thread (bp_context_last_error
+ *     gives the calling thread's), so threads that share a context never
+ *     overwrite each other's messages; the readers (bp_data_read_* and
+ *     bp_data_parse_*) and bp_model_info_read touch nothing else of a
+ *     context, and may run on one context in several threads at once.
  *   - Status values below are stable: new ones are appended, never renumbered.
  */
 #ifndef BACKPROP_H
@@ -99,8 +104,11 @@ BP_API bp_status bp_context_create(bp_backend backend, int device, bp_context **
 BP_API void bp_context_destroy(bp_context *ctx);
 /* The backend actually in use (never BP_BACKEND_AUTO). */
 BP_API bp_backend bp_context_backend(const bp_context *ctx);
-/* Detail of the last failure on ctx ("" if none). Valid until the next call
- * on ctx or on an object made from it. NULL ctx gives a fixed message. */
+/* Detail of the calling thread's last failure on ctx ("" if none). Valid
+ * until this thread's next call on ctx or on
+ * an object made from it; another thread's calls never change it. A thread
+ * keeps the details of its 8 contexts most recently failed. NULL ctx gives
+ * a fixed message. */
 BP_API const char *bp_context_last_error(const bp_context *ctx);
 /* Name of a backend: "auto", "cpu" or "cuda". Static storage. */
 BP_API const char *bp_backend_name(bp_backend backend);
