@@ -27,7 +27,12 @@
  *     host arrays passed out are written during the call only.
  *   - Threads: a context and everything created from it (networks, data sets)
  *     belong to one thread at a time. Use one context per thread; different
- *     contexts are fully independent and may be used concurrently.
+ *     contexts are fully independent and may be used concurrently. The
+ *     detail of a failure is recorded per thread (bp_context_last_error
+ *     gives the calling thread's), so threads that share a context never
+ *     overwrite each other's messages; the readers (bp_data_read_* and
+ *     bp_data_parse_*) and bp_model_info_read touch nothing else of a
+ *     context, and may run on one context in several threads at once.
  *   - Status values below are stable: new ones are appended, never renumbered.
  */
 #ifndef BACKPROP_H
@@ -102,8 +107,11 @@ BP_API bp_status bp_context_create(bp_backend backend, int device, bp_context **
 BP_API void bp_context_destroy(bp_context *ctx);
 /* The backend actually in use (never BP_BACKEND_AUTO). */
 BP_API bp_backend bp_context_backend(const bp_context *ctx);
-/* Detail of the last failure on ctx ("" if none). Valid until the next call
- * on ctx or on an object made from it. NULL ctx gives a fixed message. */
+/* Detail of the calling thread's last failure on ctx ("" if none). Valid
+ * until this thread's next call on ctx or on
+ * an object made from it; another thread's calls never change it. A thread
+ * keeps the details of its 8 contexts most recently failed. NULL ctx gives
+ * a fixed message. */
 BP_API const char *bp_context_last_error(const bp_context *ctx);
 /* Name of a backend: "auto", "cpu" or "cuda". Static storage. */
 BP_API const char *bp_backend_name(bp_backend backend);
@@ -675,7 +683,10 @@ BP_API void bp_model_info_free(bp_model_info *info);
 typedef struct bp_data {
   int n, n_in, n_out;
   float *X;
-  float *Y;
+  float *Y;          /* NULL when n_out is 0 (a CSV read with inputs_only) */
+  /* Appended in 0.2: n_out class names in id order when the labels were
+   * names (CSV), else NULL. Owned by the bp_data. */
+  char **class_names;
 } bp_data;
 BP_API void bp_data_free(bp_data *data);
 
@@ -691,13 +702,24 @@ BP_API bp_status bp_data_parse_idx(bp_context *ctx, const void *images, size_t i
 BP_API bp_status bp_data_read_idx_dir(bp_context *ctx, const char *dir, bp_data **train, bp_data **test);
 
 /* CSV: numeric columns, optional header line (detected when its first field
- * is not a number). n_targets == 0: the label column (label_column, negative
- * counts from the end: -1 = last) holds integer class ids, one-hot encoded.
- * n_targets > 0: the last n_targets columns are real-valued targets. */
+ * is not a number), fields separated by ',', ';' or tab (detected from the
+ * first line unless delimiter says). n_targets == 0: the label column
+ * (label_column, negative counts from the end: -1 = last) holds integer
+ * class ids, one-hot encoded, or class names (when the first data row's
+ * label is not a number): ids in the order of class_names, then of first
+ * appearance, and bp_data.class_names lists them. n_targets > 0: the last
+ * n_targets columns are real-valued targets. inputs_only: every column is
+ * an input (no labels, no targets: n_out = 0, Y = NULL), e.g. to predict.
+ * The members after n_classes were appended in 0.2: a program compiled
+ * against an older header must be rebuilt. */
 typedef struct bp_csv_options {
-  int label_column; /* default -1 */
-  int n_targets;    /* default 0 */
-  int n_classes;    /* 0: max label + 1, at most 65536 (set it for more) */
+  int label_column;        /* default -1 */
+  int n_targets;           /* default 0 */
+  int n_classes;           /* 0: max label + 1, at most 65536 (set it for more) */
+  int delimiter;           /* 0 (default): detect; or ',', ';' or '\t' */
+  int inputs_only;         /* default 0 */
+  const char *class_names; /* NULL (default), or names separated by '\n' that get ids
+                              0, 1, ... in that order (a model's map); makes the labels names */
 } bp_csv_options;
 BP_API void bp_csv_options_init(bp_csv_options *opt);
 BP_API bp_status bp_data_read_csv(bp_context *ctx, const char *path, const bp_csv_options *opt,

@@ -1,4 +1,5 @@
 /* context.c - creating and destroying contexts; picking the backend. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,9 @@ bp_status bp_context_create(bp_backend backend, int device, bp_context **out) {
   bp_context *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return BP_ERR_OUT_OF_MEMORY;
   ctx->device = device;
+  /* Ids key the per-thread error records (common.c); never 0, never reused. */
+  static atomic_uint_fast64_t next_id;
+  ctx->id = (uint64_t)atomic_fetch_add(&next_id, 1) + 1;
 
   /* The CPU backend never touches CUDA, not even to count devices. */
   int devices = backend == BP_BACKEND_CPU ? 0 : bp_cuda_device_count();
@@ -64,13 +68,10 @@ bp_status bp_context_create(bp_backend backend, int device, bp_context **out) {
 void bp_context_destroy(bp_context *ctx) {
   if (!ctx) return;
   if (ctx->ops && ctx->ops->context_destroy) ctx->ops->context_destroy(ctx);
+  bp_clear_error(ctx); /* this thread's slot; other threads' records can never match again */
   free(ctx);
 }
 
 bp_backend bp_context_backend(const bp_context *ctx) {
   return ctx ? ctx->backend : BP_BACKEND_AUTO;
-}
-
-const char *bp_context_last_error(const bp_context *ctx) {
-  return ctx ? ctx->last_error : "bp_context_last_error: ctx is NULL";
 }

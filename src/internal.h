@@ -47,12 +47,13 @@ struct bp_context {
   bp_backend backend;   /* never AUTO */
   int device;           /* CUDA ordinal; 0 for CPU */
   int failed;           /* sticky device fault: every later call fails */
-  char last_error[BP_ERROR_LEN];
+  char last_error[BP_ERROR_LEN]; /* unused: failure details are kept per thread (common.c) */
   const bp_backend_ops *ops;
   void *impl;           /* backend state (stream, BLAS handle, ...) */
   /* Test hook: when > 0, the Nth backend allocation from now fails as if
    * memory were exhausted (1 = the next one). See bp_debug_fail_allocation. */
   long fail_alloc_countdown;
+  uint64_t id;          /* unique per process, never 0: keys the per-thread error records */
 };
 
 struct bp_network {

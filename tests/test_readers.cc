@@ -450,3 +450,52 @@ TEST_F(Readers, DataFreeAcceptsNull) {
 }
 
 }  // namespace
+
+namespace {
+// Issue 13: ';' and tab separators (detected or given), class names as
+// labels (ids in order of first appearance, or a given map), inputs alone.
+TEST_F(Readers, CsvSeparatorsClassNamesAndInputsOnly) {
+  DataHolder semi, tab, names, mapped, inputs;
+  ASSERT_EQ(csv("a;b;label\n1;2;1\n3;4;0\n", &semi.d), BP_OK) << error();
+  EXPECT_EQ(semi.d->n_in, 2);
+  EXPECT_EQ(std::vector<float>(semi.d->X, semi.d->X + 4), (std::vector<float>{1, 2, 3, 4}));
+  bp_csv_options opt;
+  bp_csv_options_init(&opt);
+  EXPECT_EQ(opt.delimiter, 0);
+  EXPECT_EQ(opt.inputs_only, 0);
+  EXPECT_EQ(opt.class_names, nullptr);
+  opt.delimiter = '\t';
+  ASSERT_EQ(csv("1\t2\t0\n3\t4\t1\n", &tab.d, &opt), BP_OK) << error();
+  EXPECT_EQ(tab.d->n_in, 2);
+  EXPECT_EQ(tab.d->class_names, nullptr) << "integer ids have no names";
+
+  ASSERT_EQ(csv("1,2,dog\n3,4,cat\n5,6,dog\n", &names.d), BP_OK) << error();
+  ASSERT_EQ(names.d->n_out, 2);
+  ASSERT_NE(names.d->class_names, nullptr);
+  EXPECT_STREQ(names.d->class_names[0], "dog");
+  EXPECT_STREQ(names.d->class_names[1], "cat");
+  EXPECT_EQ(std::vector<float>(names.d->Y, names.d->Y + 6), (std::vector<float>{1, 0, 0, 1, 1, 0}));
+
+  bp_csv_options map;
+  bp_csv_options_init(&map);
+  map.class_names = "cat\ndog\nbird";
+  ASSERT_EQ(csv("1,2,dog\n3,4,cat\n", &mapped.d, &map), BP_OK) << error();
+  ASSERT_EQ(mapped.d->n_out, 3);
+  EXPECT_STREQ(mapped.d->class_names[2], "bird");
+  EXPECT_EQ(std::vector<float>(mapped.d->Y, mapped.d->Y + 6), (std::vector<float>{0, 1, 0, 1, 0, 0}));
+
+  bp_csv_options only;
+  bp_csv_options_init(&only);
+  only.inputs_only = 1;
+  ASSERT_EQ(csv("x,y\n1,2\n3,4\n", &inputs.d, &only), BP_OK) << error();
+  EXPECT_EQ(inputs.d->n_in, 2);
+  EXPECT_EQ(inputs.d->n_out, 0);
+  EXPECT_EQ(inputs.d->Y, nullptr);
+
+  bp_data *d = nullptr;
+  expect_error(csv("1,2,0\n3,4,cat\n", &d), BP_ERR_FORMAT, d, {"line 2", "\"cat\"", "integer"});
+  expect_error(csv("a;b;c\n1,5;2;0\n", &d), BP_ERR_FORMAT, d, {"hint", "decimal commas"});
+  opt.delimiter = 'x';
+  expect_error(csv("1,2,0\n", &d, &opt), BP_ERR_INVALID_ARGUMENT, d, {"delimiter"});
+}
+}  // namespace

@@ -1,5 +1,6 @@
 /* cmd_eval.c - `backprop eval`: cost and accuracy of a saved model. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "args.h"
 #include "cli.h"
@@ -68,5 +69,6 @@ int cli_cmd_eval(int argc, char **argv) {
   bp_data_free(data);
   bp_network_destroy(net);
   bp_context_destroy(ctx);
+  free(md.class_names);
   return code;
 }

@@ -1,6 +1,7 @@
 /* cmd_predict.c - `backprop predict`: a saved model's outputs per example. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "args.h"
 #include "cli.h"
@@ -15,13 +16,25 @@ enum { OPT_HELP, OPT_CLASS };
 static const cli_option options[] = {
     {"help", 'h', 0, OPT_HELP}, {"class", 0, 0, OPT_CLASS}, CLI_MODEL_DATA_OPTIONS, {NULL, 0, 0, 0}};
 
+/* The c-th line of a '\n'-separated list of names, or NULL. */
+static const char *class_name(const char *names, int c) {
+  const char *p = names;
+  while (p && c-- > 0) {
+    const char *nl = strchr(p, '\n');
+    p = nl ? nl + 1 : NULL;
+  }
+  return p;
+}
+
 static void help(FILE *f) {
   fputs("Usage: backprop predict --model FILE --data PATH [options]\n"
         "\n"
         "Prints one line per example, in the order of the data: the network's\n"
         "outputs separated by spaces, or with --class the predicted class (the index\n"
         "of the largest output; with one output, 1 if it is >= 0.5 else 0). The data\n"
-        "is read like eval's; its targets are read and ignored.\n"
+        "is read like eval's; its targets are read and ignored. A CSV file may also\n"
+        "hold the inputs alone (exactly the model's input width). With --class, a\n"
+        "model trained on class names prints the name.\n"
         "\n"
         "Options:\n" CLI_MODEL_DATA_HELP
         "  --class              print the predicted class instead of the outputs\n"
@@ -56,7 +69,12 @@ int cli_cmd_predict(int argc, char **argv) {
     for (int k = 0; k < m; ++k) {
       const float *o = out + (size_t)k * (size_t)n_out;
       if (want_class) {
-        printf("%d\n", cli_argmax(o, n_out));
+        int c = cli_argmax(o, n_out);
+        const char *name = class_name(md.class_names, c);
+        if (name)
+          printf("%.*s\n", (int)strcspn(name, "\n"), name);
+        else
+          printf("%d\n", c);
       } else {
         for (int j = 0; j < n_out; ++j) printf(j ? " %.6g" : "%.6g", (double)o[j]);
         putchar('\n');
@@ -70,5 +88,6 @@ int cli_cmd_predict(int argc, char **argv) {
   bp_data_free(data);
   bp_network_destroy(net);
   bp_context_destroy(ctx);
+  free(md.class_names);
   return code;
 }

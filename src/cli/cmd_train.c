@@ -34,7 +34,7 @@ enum {
   OPT_HELP, OPT_DATA, OPT_TEST, OPT_LAYERS, OPT_HIDDEN, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_SEED,
   OPT_BACKEND, OPT_DEVICE, OPT_SAVE, OPT_LOG, OPT_PLOT, OPT_JSON, OPT_QUIET, OPT_LABEL_COLUMN,
   OPT_TARGETS, OPT_CLASSES, OPT_FORMAT, OPT_MATH, OPT_NONDETERMINISTIC,
-  OPT_CUDA_GRAPHS, OPT_KERNELS, OPT_PRODUCTS
+  OPT_CUDA_GRAPHS, OPT_KERNELS, OPT_PRODUCTS, OPT_DELIMITER
 };
 
 static const cli_option options[] = {
@@ -50,7 +50,7 @@ static const cli_option options[] = {
     {"classes", 0, 1, OPT_CLASSES},   {"format", 0, 1, OPT_FORMAT},
     {"math", 0, 1, OPT_MATH},         {"nondeterministic", 0, 0, OPT_NONDETERMINISTIC},
     {"cuda-graphs", 0, 0, OPT_CUDA_GRAPHS}, {"kernels", 0, 1, OPT_KERNELS},
-    {"products", 0, 1, OPT_PRODUCTS},
+    {"products", 0, 1, OPT_PRODUCTS},       {"delimiter", 0, 1, OPT_DELIMITER},
     {NULL, 0, 0, 0}};
 
 static void help(FILE *f) {
@@ -69,9 +69,12 @@ static void help(FILE *f) {
 "                       directory gives its t10k files)\n"
 "  --format F           idx|csv|fann (default: a directory or a name with \"-ubyte\"\n"
 "                       or \"idx3\" is idx, *.csv is csv, anything else fann)\n"
-"  --label-column N     CSV: column of the integer class label (default -1: last)\n"
+"  --label-column N     CSV: column of the class label (default -1: last): integer\n"
+"                       ids, or class names (saved in the model for eval/predict)\n"
 "  --targets K          CSV: the last K columns are real-valued targets instead\n"
+"                       (in [0, 1], the sigmoid's range; a warning says otherwise)\n"
 "  --classes K          CSV: number of classes (default: largest label + 1)\n"
+"  --delimiter D        CSV: , or ; or tab (default: detected from the first line)\n"
 "\n"
 "Network and training:\n"
 "  --layers LIST        all widths, input and output included, e.g. 784,100,10; the\n"
@@ -103,7 +106,7 @@ static void help(FILE *f) {
 "Output:\n"
 "  --save FILE          save the model (safetensors, with the training metadata)\n"
 "  --log FILE.csv       one row per epoch: epoch,train_cost,test_cost,test_accuracy,\n"
-"                       seconds (seconds: that epoch's wall time)\n"
+"                       seconds,train_accuracy (seconds: that epoch's wall time)\n"
 "  --plot FILE.svg      the training curves (cost and accuracy per epoch), one\n"
 "                       self-contained SVG\n"
 "  --json               print one JSON object on stdout at the end (test_accuracy,\n"
@@ -217,6 +220,10 @@ static int parse(int argc, char **argv, train_opts *o) {
         bad = cli_parse_choice(&a, v, cli_format_names, &choice);
         o->data_opt.format = (cli_format)choice;
         break;
+      case OPT_DELIMITER:
+        bad = cli_parse_choice(&a, v, cli_delimiter_names, &choice);
+        o->data_opt.delimiter = cli_delimiter_chars[choice];
+        break;
       default: break;
     }
     if (bad) return CLI_EXIT_USAGE;
@@ -242,6 +249,7 @@ typedef struct train_state {
   double initial_cost, best_cost; /* for check_progress */
   int stalled;
   char warning[400];
+  char *classes; /* the training set's class names, '\n'-separated, or NULL */
 } train_state;
 
 static void cleanup(train_state *s) {
@@ -252,6 +260,42 @@ static void cleanup(train_state *s) {
   free(s->sizes);
   free(s->snapshot);
   free(s->history);
+  free(s->classes);
+}
+
+/* The class names of a data set joined by '\n' (the model's "classes"
+ * metadata), or NULL when its labels were ids (or out of memory). */
+static char *join_names(const bp_data *d) {
+  if (!d->class_names) return NULL;
+  size_t len = 1;
+  for (int c = 0; c < d->n_out; ++c) len += strlen(d->class_names[c]) + 1;
+  char *s = malloc(len), *p = s;
+  for (int c = 0; s && c < d->n_out; ++c) {
+    size_t n = strlen(d->class_names[c]);
+    memcpy(p, d->class_names[c], n);
+    p += n;
+    *p++ = c + 1 < d->n_out ? '\n' : '\0';
+  }
+  return s;
+}
+
+/* The sigmoid output layer gives values in (0, 1): regression targets
+ * outside [0, 1] cannot be reached, and training toward them saturates the
+ * outputs without any error (issue 13). Says so once, before training. */
+static void check_targets(const bp_data *d, const char *path) {
+  size_t count = (size_t)d->n * (size_t)d->n_out, outside = 0;
+  float lo = INFINITY, hi = -INFINITY;
+  for (size_t i = 0; i < count; ++i) {
+    float y = d->Y[i];
+    if (y < lo) lo = y;
+    if (y > hi) hi = y;
+    outside += y < 0.0f || y > 1.0f;
+  }
+  if (outside)
+    fprintf(stderr,
+            "backprop " CMD ": warning: %s: %zu of %zu targets lie outside [0, 1] (from %g to "
+            "%g), which the sigmoid outputs can never reach; scale the targets into [0, 1]\n",
+            path, outside, count, (double)lo, (double)hi);
 }
 
 /* Copies every layer's parameters to (to_host) or from the snapshot. */
@@ -275,8 +319,18 @@ static int load_data(const train_opts *o, train_state *s, cli_run *run, const ch
   int code = cli_data_read_train(CMD, s->ctx, data_path, &o->data_opt, &train, o->test ? NULL : &test);
   if (code) return code;
   if (test) run->test_path = data_path; /* an IDX directory's t10k files */
+  if (train->class_names && !(s->classes = join_names(train))) {
+    bp_data_free(train);
+    bp_data_free(test);
+    return cli_fail(CMD, "out of memory");
+  }
+  run->classes = s->classes;
+  if (o->data_opt.n_targets > 0) check_targets(train, data_path);
   if (o->test) {
-    code = cli_data_read_eval(CMD, s->ctx, o->test, &o->data_opt, train->n_out, &test);
+    /* The test file's class names get the training set's ids. */
+    cli_data_options test_opt = o->data_opt;
+    test_opt.class_names = s->classes;
+    code = cli_data_read_eval(CMD, s->ctx, o->test, &test_opt, train->n_out, &test);
     if (code) {
       bp_data_free(train);
       return code;
@@ -462,6 +516,16 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
     rec->epoch = e;
     rec->train_cost = cost;
     rec->test_cost = rec->test_accuracy = NAN;
+    /* The train accuracy after the epoch: one forward pass over the
+     * training set (the cost above is the batches' before their steps). */
+    float train_acc;
+    if (bp_evaluate(s->net, s->train, NULL, &train_acc) != BP_OK) {
+      cli_progress_finish(prog);
+      code = cli_fail(CMD, "evaluating epoch %d: %s", e, bp_context_last_error(s->ctx));
+      break;
+    }
+    rec->train_accuracy = train_acc;
+    run->train_accuracy = train_acc;
     if (s->test) {
       float tc, ta;
       if (bp_evaluate(s->net, s->test, &tc, &ta) != BP_OK) {

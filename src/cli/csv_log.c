@@ -11,7 +11,7 @@ int cli_csv_log_open(cli_csv_log *log, const char *cmd, const char *path) {
   log->path = path;
   log->f = fopen(path, "w");
   if (!log->f) return cli_fail(cmd, "cannot create log %s: %s", path, strerror(errno));
-  if (fprintf(log->f, "epoch,train_cost,test_cost,test_accuracy,seconds\n") < 0 ||
+  if (fprintf(log->f, "epoch,train_cost,test_cost,test_accuracy,seconds,train_accuracy\n") < 0 ||
       fflush(log->f) != 0) {
     int err = errno;
     fclose(log->f);
@@ -29,7 +29,8 @@ int cli_csv_log_row(cli_csv_log *log, const char *cmd, const cli_epoch *e) {
   FILE *f = log->f;
   if (fprintf(f, "%d,", e->epoch) < 0 || field(f, e->train_cost) < 0 || fputc(',', f) == EOF ||
       field(f, e->test_cost) < 0 || fputc(',', f) == EOF || field(f, e->test_accuracy) < 0 ||
-      fprintf(f, ",%.3f\n", e->seconds) < 0 || fflush(f) != 0)
+      fprintf(f, ",%.3f,", e->seconds) < 0 || field(f, e->train_accuracy) < 0 ||
+      fputc('\n', f) == EOF || fflush(f) != 0)
     return cli_fail(cmd, "cannot write log %s: %s", log->path, strerror(errno));
   return 0;
 }

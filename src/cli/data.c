@@ -10,12 +10,17 @@
 #include "cli.h"
 
 const char *const cli_format_names[] = {"auto", "idx", "csv", "fann", NULL};
+const char *const cli_delimiter_names[] = {"auto", ",", ";", "tab", NULL};
+const int cli_delimiter_chars[] = {0, ',', ';', '\t'};
 
 void cli_data_options_init(cli_data_options *opt) {
   opt->format = CLI_FORMAT_AUTO;
   opt->label_column = -1;
   opt->n_targets = 0;
   opt->n_classes = 0;
+  opt->delimiter = 0;
+  opt->class_names = NULL;
+  opt->inputs_only = 0;
 }
 
 int cli_is_directory(const char *path) {
@@ -39,7 +44,9 @@ cli_format cli_data_format(const char *path, cli_format requested) {
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;
   if (strstr(base, "-ubyte") || strstr(base, "idx3")) return CLI_FORMAT_IDX;
-  if (ends_with(base, ".csv") || ends_with(base, ".CSV")) return CLI_FORMAT_CSV;
+  if (ends_with(base, ".csv") || ends_with(base, ".CSV") || ends_with(base, ".tsv") ||
+      ends_with(base, ".TSV"))
+    return CLI_FORMAT_CSV;
   return CLI_FORMAT_FANN;
 }
 
@@ -90,6 +97,9 @@ static void csv_options(const cli_data_options *opt, int n_classes_hint, bp_csv_
   csv->label_column = opt->label_column;
   csv->n_targets = opt->n_targets;
   csv->n_classes = opt->n_classes ? opt->n_classes : n_classes_hint;
+  csv->delimiter = opt->delimiter;
+  csv->class_names = opt->class_names;
+  csv->inputs_only = opt->inputs_only;
 }
 
 /* One file (not an IDX directory) in the given format. */

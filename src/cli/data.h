@@ -9,7 +9,7 @@
  *   csv   numeric columns; --label-column and --targets choose the targets
  *   fann  FANN training data
  * Chosen from the path: a directory, or a name containing "-ubyte" or "idx3",
- * is idx; a name ending in ".csv" is csv; anything else is fann.
+ * is idx; a name ending in ".csv" or ".tsv" is csv; anything else is fann.
  * The readers themselves are the library's (bp_data_read_*).
  */
 #ifndef BP_CLI_DATA_H
@@ -32,7 +32,14 @@ typedef struct cli_data_options {
   int label_column; /* CSV: column of the class label; negative counts from the end */
   int n_targets;    /* CSV: > 0: the last n_targets columns are real-valued targets */
   int n_classes;    /* CSV labels: number of classes; 0: max label + 1 */
+  int delimiter;    /* CSV: 0 detect, or ',', ';', '\t' (--delimiter) */
+  const char *class_names; /* CSV: a model's class names, '\n'-separated (ids in order), or NULL */
+  int inputs_only;  /* CSV: every column is an input (predict on a file without labels) */
 } cli_data_options;
+
+/* "auto", ",", ";", "tab", NULL for --delimiter, and the characters they mean. */
+extern const char *const cli_delimiter_names[];
+extern const int cli_delimiter_chars[];
 
 void cli_data_options_init(cli_data_options *opt);
 

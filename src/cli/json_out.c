@@ -118,6 +118,8 @@ void cli_json_train_result(FILE *f, const cli_run *run) {
     const cli_epoch *e = &run->history[i];
     fprintf(f, "%s{\"epoch\": %d, \"train_cost\": ", i ? ", " : "", e->epoch);
     cli_json_number(f, e->train_cost);
+    fputs(", \"train_accuracy\": ", f);
+    cli_json_number(f, e->train_accuracy);
     fputs(", \"test_cost\": ", f);
     cli_json_number(f, e->test_cost);
     fputs(", \"test_accuracy\": ", f);

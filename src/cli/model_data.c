@@ -1,6 +1,9 @@
 /* model_data.c - model and data options for eval and predict (see model_data.h). */
 #include "model_data.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
 
 void cli_model_data_init(cli_model_data *md) {
@@ -9,6 +12,7 @@ void cli_model_data_init(cli_model_data *md) {
   md->device = 0;
   cli_data_options_init(&md->data_opt);
   md->label_column_given = 0;
+  md->class_names = NULL;
 }
 
 int cli_model_data_option(cli_args *a, int id, const char *v, cli_model_data *md) {
@@ -32,6 +36,10 @@ int cli_model_data_option(cli_args *a, int id, const char *v, cli_model_data *md
       md->backend = choice == 1 ? BP_BACKEND_CPU : choice == 2 ? BP_BACKEND_CUDA : BP_BACKEND_AUTO;
       break;
     case MD_OPT_DEVICE: bad = cli_parse_int(a, v, 0, 1024, &md->device); break;
+    case MD_OPT_DELIMITER:
+      bad = cli_parse_choice(a, v, cli_delimiter_names, &choice);
+      md->data_opt.delimiter = cli_delimiter_chars[choice];
+      break;
     default: return 1;
   }
   return bad ? -1 : 0;
@@ -45,7 +53,18 @@ int cli_model_data_check(const char *cmd, const cli_model_data *md) {
   return 0;
 }
 
-int cli_model_data_load(const char *cmd, const cli_model_data *md, int check_outputs,
+/* The model's class names ("classes" metadata), or NULL. */
+static char *model_classes(bp_context *ctx, const char *path) {
+  bp_model_info *info = NULL;
+  char *names = NULL;
+  if (bp_model_info_read(ctx, path, &info) != BP_OK) return NULL;
+  for (int i = 0; i < info->n_meta; ++i)
+    if (strcmp(info->meta_keys[i], "classes") == 0) names = strdup(info->meta_values[i]);
+  bp_model_info_free(info);
+  return names;
+}
+
+int cli_model_data_load(const char *cmd, cli_model_data *md, int check_outputs,
                         bp_context **ctx, bp_network **net, bp_data **data) {
   int code = 0;
   *net = NULL;
@@ -57,7 +76,32 @@ int cli_model_data_load(const char *cmd, const cli_model_data *md, int check_out
   } else {
     int n_in = bp_network_size(*net, 0);
     int n_out = bp_network_size(*net, bp_network_n_layers(*net));
-    code = cli_data_read_eval(cmd, *ctx, md->data, &md->data_opt, n_out, data);
+    free(md->class_names);
+    md->class_names = model_classes(*ctx, md->model);
+    cli_data_options opt = md->data_opt;
+    if (opt.n_targets == 0) opt.class_names = md->class_names;
+    int inputs_width = -1;
+    if (!check_outputs && cli_data_format(md->data, opt.format) == CLI_FORMAT_CSV) {
+      /* Inputs alone, when the file has exactly the model's input width. */
+      cli_data_options only = opt;
+      only.inputs_only = 1;
+      bp_data *d = NULL;
+      bp_csv_options csv;
+      bp_csv_options_init(&csv);
+      csv.delimiter = only.delimiter;
+      csv.inputs_only = 1;
+      if (bp_data_read_csv(*ctx, md->data, &csv, &d) == BP_OK) {
+        inputs_width = d->n_in;
+        if (d->n_in == n_in) *data = d;
+        else bp_data_free(d);
+      }
+    }
+    if (!*data) {
+      code = cli_data_read_eval(cmd, *ctx, md->data, &opt, n_out, data);
+      if (code && inputs_width >= 0)
+        fprintf(stderr, "backprop %s: (read as inputs alone, %s has %d columns; the model "
+                        "takes %d inputs)\n", cmd, md->data, inputs_width, n_in);
+    }
     if (!code && ((*data)->n_in != n_in || (check_outputs && (*data)->n_out != n_out)))
       code = cli_fail(cmd, "%s has %d inputs and %d outputs per example but the model %s takes "
                            "%d and gives %d", md->data, (*data)->n_in, (*data)->n_out,
@@ -70,6 +114,8 @@ int cli_model_data_load(const char *cmd, const cli_model_data *md, int check_out
     *data = NULL;
     *net = NULL;
     *ctx = NULL;
+    free(md->class_names);
+    md->class_names = NULL;
   }
   return code;
 }

@@ -105,7 +105,8 @@ void cli_progress_epoch(cli_progress *p, const cli_epoch *e) {
   char rate[32] = "-";
   if (e->train_seconds > 0) format_count(p->examples / e->train_seconds, rate, sizeof rate);
   int width = snprintf(NULL, 0, "%d", p->epochs);
-  fprintf(stderr, "epoch %*d/%d  train cost %.4f", width, e->epoch, p->epochs, e->train_cost);
+  fprintf(stderr, "epoch %*d/%d  train cost %.4f  train accuracy %.4f", width, e->epoch,
+          p->epochs, e->train_cost, e->train_accuracy);
   if (!isnan(e->test_cost))
     fprintf(stderr, "  test cost %.4f  test accuracy %.4f", e->test_cost, e->test_accuracy);
   fprintf(stderr, "  %.2f s  %s ex/s\n", e->seconds, rate);

@@ -12,6 +12,7 @@
 typedef struct cli_epoch {
   int epoch;             /* 1-based */
   double train_cost;     /* mean cost of the epoch's batches before their steps */
+  double train_accuracy; /* on the training set after the epoch */
   double test_cost;      /* NAN when there is no test set */
   double test_accuracy;  /* NAN when there is no test set */
   double train_seconds;  /* bp_train_epoch alone */
@@ -49,6 +50,7 @@ typedef struct cli_run {
   int numeric_failure;    /* stopped by a non-finite cost */
   const char *saved_to;   /* NULL if not saved */
   const char *warning;    /* NULL, or why the run looks like it is not learning */
+  const char *classes;    /* class names of CSV labels, '\n'-separated, or NULL */
   const cli_epoch *history;
   int n_history;
 } cli_run;

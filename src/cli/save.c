@@ -7,7 +7,7 @@
 
 #include "cli.h"
 
-#define MAX_META 16
+#define MAX_META 20
 
 typedef struct meta {
   const char *keys[MAX_META];
@@ -53,6 +53,7 @@ int cli_save_model(const char *cmd, const bp_network *net, const char *path, con
   cli_utc_date(buf, sizeof buf);
   add(&m, "date", buf);
   if (run->interrupted) add(&m, "interrupted", "true");
+  if (run->classes) add(&m, "classes", run->classes);
 
   int code = 0;
   bp_status st = bp_network_save_ex(net, path, m.n, m.keys, (const char *const *)m.values);

@@ -609,5 +609,8 @@ void bp_data_free(bp_data *data) {
   if (!data) return;
   free(data->X);
   free(data->Y);
+  if (data->class_names)
+    for (int i = 0; i < data->n_out; ++i) free(data->class_names[i]);
+  free(data->class_names);
   free(data);
 }

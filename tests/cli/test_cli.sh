@@ -177,12 +177,14 @@ EOF
 check "the log has a header and one row per epoch" "$PY" - log.csv <<'EOF'
 import csv, math, sys
 rows = list(csv.reader(open(sys.argv[1])))
-assert rows[0] == ["epoch", "train_cost", "test_cost", "test_accuracy", "seconds"], rows[0]
+assert rows[0] == ["epoch", "train_cost", "test_cost", "test_accuracy", "seconds",
+                   "train_accuracy"], rows[0]
 assert len(rows) == 7, len(rows)
 for i, r in enumerate(rows[1:], 1):
-    assert len(r) == 5 and int(r[0]) == i, r
+    assert len(r) == 6 and int(r[0]) == i, r
     assert all(math.isfinite(float(v)) for v in r[1:]), r
-    assert 0 <= float(r[3]) <= 1, r
+    assert 0 <= float(r[3]) <= 1 and 0 <= float(r[5]) <= 1, r
+assert float(rows[-1][5]) > 0.6, rows[-1]  # the synthetic task is easy
 EOF
 check "the log's last row matches --json" "$PY" - log.csv train.json <<'EOF'
 import csv, json, sys
@@ -541,6 +543,98 @@ wait "$pid"
 rc=$?
 if [ "$rc" -eq 130 ]; then pass; else fail "second Ctrl-C: exit status $rc, expected 130"; fi
 check "second Ctrl-C: says nothing was saved" grep -q "nothing was saved" stop2.err
+
+# ---- Issue 13: the command's rough edges ------------------------------------------
+# The per-epoch line shows the train accuracy.
+expect_rc 0 "train prints the train accuracy" -- "$BP" train --data train.csv --epochs 2 --backend cpu
+check "each epoch's line has the train accuracy" test "$(grep -Ec '^epoch +[0-9]+/2 .*train accuracy [01]\.[0-9]{4}' err.txt)" -eq 2
+
+# Regression targets outside the sigmoid's range (0, 1) are warned about.
+expect_rc 0 "targets outside [0, 1]" -- "$BP" train --data train.csv --targets 1 --epochs 1 --backend cpu
+check "targets outside [0, 1]: warned" grep -q "warning: train.csv: .* targets lie outside \[0, 1\]" err.txt
+"$PY" -c '
+import csv
+rows = list(csv.reader(open("train.csv")))
+with open("scaled.csv", "w") as f:
+    for r in rows[1:]:
+        f.write(",".join(r[:-1] + [str(int(r[-1]) / 2)]) + "\n")'
+expect_rc 0 "targets inside [0, 1]" -- "$BP" train --data scaled.csv --targets 1 --epochs 1 --backend cpu
+check "targets inside [0, 1]: no warning" sh -c '! grep -q "outside \[0, 1\]" err.txt'
+
+# predict accepts a CSV file of inputs alone (no label column).
+"$PY" -c '
+import csv
+rows = list(csv.reader(open("test.csv")))
+with open("inputs.csv", "w") as f:
+    for r in rows[1:]:
+        f.write(",".join(r[:-1]) + "\n")'
+expect_rc 0 "predict on inputs alone" -- "$BP" predict --model m.safetensors --data inputs.csv --class
+cp out.txt inputs_pred.txt
+expect_rc 0 "predict on the labelled file" -- "$BP" predict --model m.safetensors --data test.csv --class
+check "predict on inputs alone: same classes as with labels" cmp -s out.txt inputs_pred.txt
+check "predict on inputs alone: one line per example" test "$(wc -l <inputs_pred.txt)" -eq 200
+"$PY" -c '
+with open("narrow.csv", "w") as f:
+    f.write("0.1,0.2,0.3\n0.4,0.5,0.6\n")'
+expect_rc 1 "predict on a file of the wrong width" -- "$BP" predict --model m.safetensors --data narrow.csv
+check "the wrong width is reported as widths" grep -q "model takes 8 inputs" err.txt
+
+# String class labels, ';' separators (detected), tab (--delimiter), hints.
+"$PY" - <<'PYEOF'
+import csv
+names = ["cat", "dog", "bird"]
+for src, dst, sep in (("train.csv", "names_train.csv", ";"), ("test.csv", "names_test.csv", ";"),
+                      ("test.csv", "names_test.tsv", "\t")):
+    rows = list(csv.reader(open(src)))
+    with open(dst, "w") as f:
+        f.write(sep.join(rows[0]) + "\n")
+        for r in rows[1:]:
+            f.write(sep.join(r[:-1] + [names[int(r[-1])]]) + "\n")
+# The test file lists the classes in another order of first appearance.
+rows = open("names_test.csv").read().splitlines()
+body = sorted(rows[1:], key=lambda l: l.split(";")[-1] != "bird")
+open("names_test.csv", "w").write("\n".join([rows[0]] + body) + "\n")
+PYEOF
+expect_rc 0 "train on class names, ';'-separated" -- "$BP" train --data names_train.csv --test names_test.csv \
+  --layers 8,16,3 --epochs 6 --batch 16 --lr 1 --seed 3 --backend cpu --save names.safetensors --json
+check "class names: the test set maps names as the training set does" "$PY" -c '
+import json,sys; d = json.load(open(sys.argv[1])); assert d["test_accuracy"] > 0.6, d' out.txt
+expect_rc 0 "info shows the classes" -- "$BP" info names.safetensors
+check "the model stores its class names" grep -q "cat" out.txt
+expect_rc 0 "eval on class names" -- "$BP" eval --model names.safetensors --data names_test.csv --json
+check "eval on class names: the model's map is used" "$PY" -c '
+import json,sys; d = json.load(open(sys.argv[1])); assert d["accuracy"] > 0.6, d' out.txt
+expect_rc 0 "predict --class prints class names" -- "$BP" predict --model names.safetensors \
+  --data names_test.tsv --delimiter tab --class
+check "predict --class prints names" sh -c 'test "$(grep -Ecx "cat|dog|bird" out.txt)" -eq 200'
+expect_rc 1 "a ';' file read with --delimiter ," -- "$BP" train --data names_train.csv --delimiter , --backend cpu --epochs 1
+check "a row that does not parse gets a hint" grep -q "hint:" err.txt
+"$PY" -c '
+with open("decimal_comma.csv", "w") as f:
+    f.write("a;b;label\n0,5;0,25;1\n0,1;0,75;0\n")'
+expect_rc 1 "decimal commas" -- "$BP" train --data decimal_comma.csv --backend cpu --epochs 1
+check "decimal commas get a hint" grep -q "decimal commas" err.txt
+
+# A save that fails at the end rescues the model into $TMPDIR and says where.
+# The target's directory disappears during training; Ctrl-C then ends the
+# run (and makes it save) at a known point.
+mkdir -p rescue/dir rescue/tmp
+TMPDIR=$PWD/rescue/tmp "$BP" train --data big.data --hidden 64 --epochs 100000 --batch 8 \
+  --backend cpu --save rescue/dir/model.safetensors >rescue.out 2>rescue.err &
+pid=$!
+for _ in $(seq 1 600); do
+  grep -Eq '^epoch +1/' rescue.err 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+rm -rf rescue/dir
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+check "rescue: the failed save is a failure" test "$rc" -ne 0
+check "rescue: the save's failure is reported" grep -q "cannot save the model to rescue/dir/model.safetensors" rescue.err
+check "rescue: says where the model went" grep -q "the model was saved to $PWD/rescue/tmp/backprop-rescued-$pid.safetensors instead" rescue.err
+expect_rc 0 "rescue: the rescued model loads" -- "$BP" info "rescue/tmp/backprop-rescued-$pid.safetensors"
 
 echo "$checks checks, $failures failed"
 [ "$failures" -eq 0 ]
