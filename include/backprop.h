@@ -58,10 +58,10 @@ extern "C" {
 
 /* ---- Version ------------------------------------------------------------ */
 #define BP_VERSION_MAJOR 0
-#define BP_VERSION_MINOR 2
+#define BP_VERSION_MINOR 3
 #define BP_VERSION_PATCH 0
 #define BP_VERSION_NUMBER (BP_VERSION_MAJOR * 10000 + BP_VERSION_MINOR * 100 + BP_VERSION_PATCH)
-#define BP_VERSION_STRING "0.2.0"
+#define BP_VERSION_STRING "0.3.0"
 
 /* Version of the library actually linked, as BP_VERSION_NUMBER computes it.
  * Compare with BP_VERSION_NUMBER to detect a header/library mismatch. */
