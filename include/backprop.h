@@ -554,6 +554,10 @@ BP_API double bp_comm_get_timeout(const bp_comm *comm);
  * context of the network involved). NULL: this thread's last failed
  * bp_comm_create_from_env. Never NULL. */
 BP_API const char *bp_comm_last_error(const bp_comm *comm);
+/* Sums count doubles over the ranks, in place, against the deadline: for a
+ * program's own agreements (e.g. every rank stops when any was interrupted).
+ * Collective; BP_OK at once with one rank. */
+BP_API bp_status bp_comm_allreduce_sum(bp_comm *comm, double *values, int count);
 /* Ends every rank of the job (MPI_Abort on MPI_COMM_WORLD with exit code
  * `code`, after aborting the NCCL communicators): for a program whose
  * collective failed with BP_ERR_COMM, which cannot finalize. The one call of

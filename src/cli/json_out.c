@@ -64,6 +64,12 @@ void cli_json_train_result(FILE *f, const cli_run *run) {
   fputs(run->deterministic ? "true" : "false", f);
   key(f, "cuda_graphs", &first);
   fputs(run->cuda_graphs ? "true" : "false", f);
+  key(f, "world_size", &first);
+  fprintf(f, "%d", run->world_size);
+  key(f, "comm_ms_per_step", &first);
+  fprintf(f, "%.6g", run->comm_ms_per_step);
+  key(f, "comm_hidden_share", &first);
+  fprintf(f, "%.4g", run->comm_hidden_share);
   key(f, "device", &first);
   if (run->device >= 0)
     fprintf(f, "%d", run->device);

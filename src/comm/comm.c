@@ -160,6 +160,12 @@ const char *bp_comm_last_error(const bp_comm *comm) {
   return comm ? comm->last_error : create_error;
 }
 
+bp_status bp_comm_allreduce_sum(bp_comm *comm, double *values, int count) {
+  if (!comm || (!values && count > 0) || count < 0) return BP_ERR_INVALID_ARGUMENT;
+  if (comm->size == 1 || count == 0) return BP_OK;
+  return bp_comm_allreduce_doubles(comm, values, count, "program's all-reduce");
+}
+
 void bp_comm_abort(bp_comm *comm, int code) {
   if (!comm) return;
   if (comm->nccl && comm->nccl_free) {
