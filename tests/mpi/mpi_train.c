@@ -64,16 +64,69 @@ static void params_of(bp_network *net, float *out) {
   }
 }
 
+/* --bench WIDTH LAYERS BATCH STEPS: a WIDTH x LAYERS network (input and
+ * output WIDTH too), global batch BATCH, STEPS steps after one warm-up
+ * epoch; rank 0 prints per step the bytes exchanged, the exchange's time,
+ * the share of it hidden behind backward, and the step's time. */
+static int bench(bp_comm *comm, bp_context *ctx, int width, int layers, int batch, int steps) {
+  int sizes[64];
+  for (int i = 0; i <= layers && i < 64; ++i) sizes[i] = width;
+  const int n = batch * steps;
+  float *X = malloc(sizeof(float) * (size_t)n * width), *Y = malloc(sizeof(float) * (size_t)n * width);
+  unsigned s = 1u;
+  for (size_t k = 0; k < (size_t)n * width; ++k) {
+    s = s * 1664525u + 1013904223u;
+    X[k] = (float)((s >> 8) / 16777216.0);
+    Y[k] = X[k] > 0.5f ? 1.0f : 0.0f;
+  }
+  bp_dataset *data = NULL;
+  bp_network *net = NULL;
+  CHECK(bp_dataset_create(ctx, n, width, width, X, Y, &data), ctx);
+  CHECK(bp_network_create(ctx, layers + 1, sizes, 3, &net), ctx);
+  CHECK(bp_network_set_comm(net, comm), ctx);
+  float cost;
+  bp_status st = bp_train_epoch(net, data, batch, 0.1f, 1, &cost); /* warm-up */
+  if (st != BP_OK && st != BP_ERR_NUMERIC) die("warm-up", st, bp_context_last_error(ctx));
+  st = bp_train_epoch(net, data, batch, 0.1f, 2, &cost);
+  if (st != BP_OK && st != BP_ERR_NUMERIC) die("epoch", st, bp_context_last_error(ctx));
+  bp_epoch_stats es;
+  CHECK(bp_network_last_epoch_stats(net, &es, sizeof es), ctx);
+  if (bp_comm_rank(comm) == 0)
+    printf("ranks %d  %dx%d layers  global batch %d: %.0f bytes/step, exchange %.3f ms/step, "
+           "%.0f%% hidden behind backward (exposed %.3f ms/step), step %.3f ms\n",
+           bp_comm_size(comm), width, layers, batch, es.comm_bytes / es.steps,
+           es.comm_us / 1e3 / es.steps,
+           es.comm_us > 0 ? 100.0 * (1.0 - es.comm_wait_us / es.comm_us) : 0.0,
+           es.comm_wait_us / 1e3 / es.steps, es.wall_us / 1e3 / es.steps);
+  CHECK(bp_network_set_comm(net, NULL), ctx);
+  bp_network_destroy(net);
+  bp_dataset_destroy(data);
+  bp_context_destroy(ctx);
+  free(X);
+  free(Y);
+  bp_comm_destroy(comm);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *fault_dir = NULL;
   double timeout = 0.0;
+  int bench_width = 0, bench_layers = 0, bench_batch = 0, bench_steps = 0;
+  size_t bucket = 256; /* several buckets even on this small network */
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--fault-test") && i + 1 < argc) fault_dir = argv[++i];
+    else if (!strcmp(argv[i], "--bench") && i + 4 < argc) {
+      bench_width = atoi(argv[++i]);
+      bench_layers = atoi(argv[++i]);
+      bench_batch = atoi(argv[++i]);
+      bench_steps = atoi(argv[++i]);
+    } else if (!strcmp(argv[i], "--bucket-bytes") && i + 1 < argc)
+      bucket = (size_t)atof(argv[++i]);
     else if (!strcmp(argv[i], "--comm-timeout") && i + 1 < argc) timeout = atof(argv[++i]);
   }
   bp_comm_desc desc;
   bp_comm_desc_init(&desc);
-  desc.bucket_bytes = 256; /* several buckets even on this small network */
+  desc.bucket_bytes = bucket;
   if (timeout > 0) desc.timeout_s = timeout;
   bp_comm *comm = NULL;
   bp_status st = bp_comm_create_from_env(&desc, &comm);
@@ -84,6 +137,7 @@ int main(int argc, char **argv) {
   bp_context *ctx = NULL;
   st = bp_context_create(BP_BACKEND_CPU, 0, &ctx);
   if (st != BP_OK) die("bp_context_create", st, "");
+  if (bench_width > 0) return bench(comm, ctx, bench_width, bench_layers, bench_batch, bench_steps);
   const int sizes[] = {8, 24, 16, 12, 4};
   const int n_sizes = 5;
   /* The same data on every rank (a fixed generator), one-hot targets. */
