@@ -79,7 +79,9 @@ typedef enum bp_status {
   BP_ERR_IO = 5,               /* a file could not be opened, read, written or renamed */
   BP_ERR_FORMAT = 6,           /* a file or buffer is malformed */
   BP_ERR_NUMERIC = 7,          /* NaN/Inf in inputs or a non-finite cost; weights untouched */
-  BP_ERR_UNSUPPORTED = 8       /* valid request this build or version does not implement */
+  BP_ERR_UNSUPPORTED = 8,      /* valid request this build or version does not implement */
+  BP_ERR_COMM = 9              /* data-parallel: a collective failed or passed its deadline (a
+                                  rank died or stopped responding); see "Data-parallel training" */
 } bp_status;
 
 /* Name and meaning of a status, e.g. "BP_ERR_FORMAT: malformed file or buffer".
@@ -626,6 +628,14 @@ typedef struct bp_epoch_stats {
                            gathers count too); on the CPU the steps themselves */
   long long launches;   /* device work the host issued: kernel launches, library products and
                            graph launches (a replayed step counts 1); 0 on the CPU */
+  /* Data-parallel training (a network with a communicator of 2 or more ranks; all 0 otherwise).
+   * Per call, summed over its steps; divide by steps for a step's share. */
+  int world_size;       /* ranks the gradients were exchanged over (0: no exchange) */
+  double comm_bytes;    /* gradient bytes this rank all-reduced */
+  double comm_us;       /* exchange time: per step, from the first bucket's all-reduce start to
+                           the last one's completion */
+  double comm_wait_us;  /* of comm_us, the time the host waited after backward had ended (the
+                           exposed part); comm_us - comm_wait_us was hidden behind backward */
 } bp_epoch_stats;
 /* Copies the statistics of the last epoch call into *stats; all zero before
  * the first. stats_size is sizeof(bp_epoch_stats) as the caller was
@@ -634,6 +644,119 @@ typedef struct bp_epoch_stats {
  * did. */
 BP_API bp_status bp_network_last_epoch_stats(const bp_network *net, bp_epoch_stats *stats,
                                              size_t stats_size);
+
+/* ---- Data-parallel training ------------------------------------------------
+ * Several processes (ranks), each with a copy of the network, train it on one
+ * global batch at a time: every rank reads its own slice of each global batch
+ * (the epoch's shuffle comes from the shared seed, so all ranks agree on the
+ * batches), computes the gradient of its slice, and the ranks all-reduce
+ * (sum) the gradients weighted by their example counts, so every rank applies
+ * the same update: the mean gradient over the global batch, also when the
+ * batch does not divide evenly. The ranks' weights stay bit-identical, and the
+ * result equals a single-process run on the same global batches up to the
+ * order of float sums. The batch cost (and so the non-finite rule), the
+ * epoch's cost and bp_evaluate's cost and accuracy are reduced over the ranks:
+ * every rank gets the same values.
+ *
+ * Transports: the CPU backend all-reduces host memory with MPI. The CUDA
+ * backend uses NCCL on a communication stream (each bucket of layers as soon
+ * as backward has produced it, the last layer first), or MPI with host staging
+ * (the gradients copied to host memory, all-reduced, copied back) when NCCL
+ * is not built or two ranks share a GPU, which NCCL refuses.
+ * The CPU path starts each bucket's non-blocking MPI all-reduce as backward
+ * produces it, so it overlaps the rest of backward.
+ *
+ * Every collective is collective: all ranks must make the same calls on their
+ * networks in the same order (bp_network_set_comm, the epoch calls,
+ * bp_train_batch, bp_evaluate), with the same arguments except the data of
+ * bp_train_batch. A rank that stops responding makes the others' next
+ * collective fail with BP_ERR_COMM after the communicator's timeout (never a
+ * silent hang); a rank that dies is ended by the launcher (mpirun, srun).
+ * After BP_ERR_COMM the communicator is broken: call bp_comm_abort, which
+ * ends the whole job.
+ */
+typedef struct bp_comm bp_comm;
+
+/* How a communicator found its ranks. Values are stable. */
+typedef enum bp_comm_bootstrap {
+  BP_COMM_SINGLE = 0, /* no launcher: one rank */
+  BP_COMM_MPI = 1     /* MPI_COMM_WORLD: mpirun, mpiexec, srun (any MPI launcher) */
+} bp_comm_bootstrap;
+
+/* Which transport moves the gradients. Values are stable. */
+typedef enum bp_comm_transport {
+  BP_COMM_TRANSPORT_AUTO = 0, /* CPU: MPI; CUDA: NCCL when built in, else MPI staged */
+  BP_COMM_TRANSPORT_MPI = 1,  /* MPI on host memory (CUDA: staged through host memory) */
+  BP_COMM_TRANSPORT_NCCL = 2  /* NCCL on device memory (CUDA backend, NCCL build) */
+} bp_comm_transport;
+
+#define BP_COMM_DESC_VERSION 1
+/* Versioned options for bp_comm_create_from_env (fields only appended).
+ * Initialize with bp_comm_desc_init. */
+typedef struct bp_comm_desc {
+  uint32_t struct_size;
+  uint32_t version;
+  double timeout_s;          /* deadline of every collective, seconds (> 0); default 300 */
+  size_t bucket_bytes;       /* gradients are all-reduced in buckets of whole layers of at least
+                                this many bytes, the last layer first; default 1 MiB */
+  bp_comm_transport transport; /* default BP_COMM_TRANSPORT_AUTO */
+} bp_comm_desc;
+BP_API void bp_comm_desc_init(bp_comm_desc *desc);
+
+/* 1 if this build can train data-parallel over MPI (resp. NCCL), else 0. */
+BP_API int bp_has_mpi(void);
+BP_API int bp_has_nccl(void);
+
+/* Creates this process's communicator from the launcher's environment: the
+ * one call of the library that reads environment variables. Under an MPI
+ * launcher (OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK or SLURM_NTASKS with
+ * SLURM_PROCID is set, or MPI is already initialized) it initializes MPI
+ * unless the program already has (MPI_Init_thread, MPI_THREAD_FUNNELED), and
+ * the ranks are MPI_COMM_WORLD's (BP_COMM_MPI); its local rank (for the
+ * device) is the rank among the processes of the same machine. Without a
+ * launcher it is one rank (BP_COMM_SINGLE): training with it is training
+ * without it. A launcher seen in a build without MPI is BP_ERR_UNSUPPORTED.
+ * desc may be NULL (defaults). On failure *out is NULL and the reason is
+ * bp_comm_last_error(NULL) (this thread's last failed create). Collective
+ * under a launcher: every rank calls it. The caller owns *out. */
+BP_API bp_status bp_comm_create_from_env(const bp_comm_desc *desc, bp_comm **out);
+/* Releases the communicator (after every network using it has been destroyed
+ * or detached); finalizes MPI if bp_comm_create_from_env initialized it and no
+ * collective failed. Collective. NULL is a no-op. */
+BP_API void bp_comm_destroy(bp_comm *comm);
+BP_API int bp_comm_size(const bp_comm *comm);       /* ranks (world size) */
+BP_API int bp_comm_rank(const bp_comm *comm);       /* 0 .. size-1 */
+BP_API int bp_comm_local_rank(const bp_comm *comm); /* rank on this machine: its CUDA device */
+BP_API bp_comm_bootstrap bp_comm_get_bootstrap(const bp_comm *comm);
+/* Name of a bootstrap: "single" or "mpi". Static storage. */
+BP_API const char *bp_comm_bootstrap_name(bp_comm_bootstrap bootstrap);
+/* Changes the deadline of the collectives (seconds, finite and > 0). */
+BP_API bp_status bp_comm_set_timeout(bp_comm *comm, double seconds);
+BP_API double bp_comm_get_timeout(const bp_comm *comm);
+/* Detail of the last failure on comm (the same text also goes to the
+ * context of the network involved). NULL: this thread's last failed
+ * bp_comm_create_from_env. Never NULL. */
+BP_API const char *bp_comm_last_error(const bp_comm *comm);
+/* Sums count doubles over the ranks, in place, against the deadline: for a
+ * program's own agreements (e.g. every rank stops when any was interrupted).
+ * Collective; BP_OK at once with one rank. */
+BP_API bp_status bp_comm_allreduce_sum(bp_comm *comm, double *values, int count);
+/* Ends every rank of the job (MPI_Abort on MPI_COMM_WORLD with exit code
+ * `code`, after aborting the NCCL communicators): for a program whose
+ * collective failed with BP_ERR_COMM, which cannot finalize. The one call of
+ * the library that ends the process; it returns only with one rank and no
+ * MPI (then it does nothing). */
+BP_API void bp_comm_abort(bp_comm *comm, int code);
+
+/* Attaches comm to net: from now on net's epochs, bp_train_batch and
+ * bp_evaluate are data-parallel over comm's ranks (see the section's
+ * introduction); rank 0's weights are broadcast to every rank first, so the
+ * ranks start bit-identical. NULL detaches. comm must outlive the network or
+ * be detached first. BP_ERR_UNSUPPORTED for a transport that the build or the
+ * backend lacks. Collective. On CUDA with several ranks the step runs as its
+ * primitives (forward, backward, exchange, update), never as one graph. */
+BP_API bp_status bp_network_set_comm(bp_network *net, bp_comm *comm);
+BP_API bp_comm *bp_network_get_comm(const bp_network *net);
 
 /* ---- Model files (safetensors) -------------------------------------------
  * Format: 8-byte little-endian header length N, N bytes of JSON, raw

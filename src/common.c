@@ -19,6 +19,7 @@ const char *bp_status_string(bp_status status) {
     case BP_ERR_FORMAT: return "BP_ERR_FORMAT: malformed file or buffer";
     case BP_ERR_NUMERIC: return "BP_ERR_NUMERIC: NaN or Inf in inputs or cost";
     case BP_ERR_UNSUPPORTED: return "BP_ERR_UNSUPPORTED: not supported by this build";
+    case BP_ERR_COMM: return "BP_ERR_COMM: a data-parallel collective failed or timed out";
   }
   return "unknown bp_status";
 }

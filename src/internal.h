@@ -88,6 +88,11 @@ struct bp_network {
   long long launches;   /* device work issued so far (the backend counts; the engine takes
                            the difference over an epoch for stats.launches) */
   void *impl;           /* backend buffers */
+  /* Data-parallel training (bp_network_set_comm, src/engine/exchange.c):
+   * the communicator (NULL: none) and the engine's exchange state (its
+   * buckets and the open step's timings); NULL unless comm has 2+ ranks. */
+  bp_comm *comm;
+  struct bp_exchange *exchange;
 };
 
 struct bp_dataset {
@@ -227,16 +232,57 @@ struct bp_backend_ops {
                             const float *Y, const float *out, const float *cost);
   bp_status (*device_leave)(bp_network *net, void *stream, int n, float *out, float *cost,
                             int failed);
+
+  /* ---- The gradient exchange (data-parallel; NULL: the backend trains on
+   * one rank only). net->comm has 2 or more ranks. The engine calls them in
+   * this order per step, between backward (called without accumulate) and
+   * update. ---- */
+  /* grads[offset .. offset+count) *= scale (scale 0: the range is set to 0,
+   * also over non-finite values: a rank with no example in this step), then
+   * the range's all-reduce (sum) over the ranks starts. May return before it
+   * completes: the range belongs to the exchange until exchange_finish. */
+  bp_status (*exchange_start)(bp_network *net, size_t offset, size_t count, float scale);
+  /* Completes every started range: grads hold the global batch's mean
+   * gradient. Then the global cost, the sum over ranks of
+   * (n_local / n_global) x the last backward's cost (0 for n_local = 0),
+   * replaces counters.cost (so update's cost gate is the same decision on
+   * every rank); with accumulate, a finite global cost adds cost x n_global to
+   * counters.cost_sum and a non-finite one counts a skip. */
+  bp_status (*exchange_finish)(bp_network *net, int n_local, int n_global, int accumulate);
 };
 
 /* The engine's step on a staged batch: forward, backward with the epoch's
  * accumulation, the gradient exchange, the gated update
  * (src/engine/step.c). */
 bp_status bp_engine_train_step(bp_network *net, const bp_batch *b, float lr);
-/* The gradient exchange between devices: where a data-parallel run sums
- * the ranks' gradients, between backward and update. One device today:
- * nothing to exchange. */
-bp_status bp_engine_exchange_gradients(bp_network *net);
+/* The data-parallel step: this rank's share b (NULL when the rank has no
+ * example of this global batch) of a global batch of n_global examples:
+ * forward, backward, the exchange, the gated update, the same on every rank
+ * (src/engine/step.c). */
+bp_status bp_engine_train_share(bp_network *net, const bp_batch *b, int n_global, float lr);
+
+/* ---- The gradient exchange (src/engine/exchange.c) ----
+ * 1 if net trains data-parallel: a communicator of 2 or more ranks. */
+int bp_engine_data_parallel(const bp_network *net);
+/* Opens a step's exchange before backward: this rank has n_local of the
+ * global batch's n_global examples. */
+void bp_engine_exchange_open(bp_network *net, int n_local, int n_global);
+/* Called by a backend's backward as soon as layer's dW and db are in grads
+ * (the last layer first): starts the all-reduce of every bucket that is
+ * complete, so the exchange overlaps the rest of backward. A no-op without
+ * an open exchange. */
+void bp_engine_grads_ready(bp_network *net, int layer);
+/* Closes the step's exchange between backward and update: starts what is
+ * left, waits (against the communicator's deadline), reduces the cost
+ * (exchange_finish), adds the timings to net->stats. BP_OK at once without
+ * an open exchange (one device: the gradients are already the global
+ * batch's). */
+bp_status bp_engine_exchange_gradients(bp_network *net, int accumulate);
+/* Reduces count doubles (sum) over net's ranks: the evaluation's and the
+ * statistics' counters. BP_OK at once on one rank. */
+bp_status bp_engine_reduce_doubles(bp_network *net, double *v, int count, const char *what);
+/* Frees the exchange state (bp_network_destroy). */
+void bp_engine_exchange_free(bp_network *net);
 
 
 /* ---- Optimizers (src/optimizer.c) ---- */

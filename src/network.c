@@ -225,6 +225,7 @@ bp_status bp_network_create(bp_context *ctx, int n_sizes, const int *sizes, uint
 
 void bp_network_destroy(bp_network *net) {
   if (!net) return;
+  bp_engine_exchange_free(net);
   net->ctx->ops->network_free(net);
   network_free_host(net);
 }

@@ -9,6 +9,7 @@
 #include "args.h"
 #include "cli.h"
 #include "commands.h"
+#include "comm_setup.h"
 #include "csv_log.h"
 #include "data.h"
 #include "interrupt.h"
@@ -34,7 +35,8 @@ enum {
   OPT_HELP, OPT_DATA, OPT_TEST, OPT_LAYERS, OPT_HIDDEN, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_SEED,
   OPT_BACKEND, OPT_DEVICE, OPT_SAVE, OPT_LOG, OPT_PLOT, OPT_JSON, OPT_QUIET, OPT_LABEL_COLUMN,
   OPT_TARGETS, OPT_CLASSES, OPT_FORMAT, OPT_MATH, OPT_NONDETERMINISTIC,
-  OPT_CUDA_GRAPHS, OPT_KERNELS, OPT_PRODUCTS, OPT_DELIMITER
+  OPT_CUDA_GRAPHS, OPT_KERNELS, OPT_PRODUCTS, OPT_DELIMITER, OPT_COMM_TIMEOUT,
+  OPT_COMM_TRANSPORT
 };
 
 static const cli_option options[] = {
@@ -51,6 +53,7 @@ static const cli_option options[] = {
     {"math", 0, 1, OPT_MATH},         {"nondeterministic", 0, 0, OPT_NONDETERMINISTIC},
     {"cuda-graphs", 0, 0, OPT_CUDA_GRAPHS}, {"kernels", 0, 1, OPT_KERNELS},
     {"products", 0, 1, OPT_PRODUCTS},       {"delimiter", 0, 1, OPT_DELIMITER},
+    {"comm-timeout", 0, 1, OPT_COMM_TIMEOUT}, {"comm-transport", 0, 1, OPT_COMM_TRANSPORT},
     {NULL, 0, 0, 0}};
 
 static void help(FILE *f) {
@@ -112,6 +115,7 @@ static void help(FILE *f) {
 "  --json               print one JSON object on stdout at the end (test_accuracy,\n"
 "                       test_cost, train_cost, epochs, seconds, backend, ...)\n"
 "  -q, --quiet          no progress and no summary (errors and --json still print)\n"
+CLI_COMM_HELP
 "  -h, --help           this help\n"
 "\n"
 "Progress goes to stderr: one line per epoch and, on a terminal, a live bar\n"
@@ -146,6 +150,8 @@ typedef struct train_opts {
   bp_product_path products;
   cli_data_options data_opt;
   int label_column_given;
+  cli_comm comm;      /* data-parallel under mpirun/srun (comm_setup.h) */
+  int device_given;
 } train_opts;
 
 /* Returns -1 to go on, or the exit code (0 after --help). */
@@ -190,7 +196,9 @@ static int parse(int argc, char **argv, train_opts *o) {
         bad = cli_parse_choice(&a, v, backends, &choice);
         o->backend = choice == 1 ? BP_BACKEND_CPU : choice == 2 ? BP_BACKEND_CUDA : BP_BACKEND_AUTO;
         break;
-      case OPT_DEVICE: bad = cli_parse_int(&a, v, 0, 1024, &o->device); break;
+      case OPT_DEVICE: o->device_given = 1; bad = cli_parse_int(&a, v, 0, 1024, &o->device); break;
+      case OPT_COMM_TIMEOUT: bad = cli_comm_parse_timeout(&a, v, &o->comm); break;
+      case OPT_COMM_TRANSPORT: bad = cli_comm_parse_transport(&a, v, &o->comm); break;
       case OPT_MATH:
         bad = cli_parse_choice(&a, v, maths, &choice);
         if (!bad && bp_math_mode_parse(maths[choice], &o->math) != BP_OK) bad = 1;
@@ -250,6 +258,7 @@ typedef struct train_state {
   int stalled;
   char warning[400];
   char *classes; /* the training set's class names, '\n'-separated, or NULL */
+  cli_comm *comm;
 } train_state;
 
 static void cleanup(train_state *s) {
@@ -465,7 +474,7 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
   int every = 1;
   if (bp_context_backend(s->ctx) != BP_BACKEND_CPU && batches / 200 > 1) every = batches / 200;
   for (int e = 1; e <= o->epochs; ++e) {
-    if (cli_interrupted()) {
+    if (cli_comm_any_interrupted(s->comm, cli_interrupted())) {
       run->interrupted = 1;
       break;
     }
@@ -485,6 +494,7 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
       break;
     }
     double t1 = cli_now();
+    cli_comm_epoch_done(s->comm, s->net);
     if (st == BP_ERR_NUMERIC) {
       cli_progress_finish(prog);
       fprintf(stderr, "backprop " CMD ": epoch %d: %s\n", e, bp_context_last_error(s->ctx));
@@ -586,6 +596,12 @@ int cli_cmd_train(int argc, char **argv) {
   cli_run run;
   memset(&run, 0, sizeof run);
   run.train_cost = run.test_cost = run.test_accuracy = run.train_accuracy = NAN;
+  if ((code = cli_comm_begin(CMD, &o.comm, o.device_given, &o.device, &o.quiet, &o.json, &o.save,
+                             &o.log, &o.plot)) != 0) {
+    free(o.layers);
+    return code;
+  }
+  s.comm = &o.comm;
   run.epochs_requested = o.epochs;
   run.batch = o.batch;
   run.lr = o.lr;
@@ -611,6 +627,7 @@ int cli_cmd_train(int argc, char **argv) {
   s.ctx = cli_context_create(CMD, o.backend, o.device, &code);
   if (!s.ctx) {
     free(o.layers);
+    cli_comm_end(&o.comm, code);
     return code;
   }
   run.backend = bp_backend_name(bp_context_backend(s.ctx));
@@ -632,6 +649,7 @@ int cli_cmd_train(int argc, char **argv) {
     if (bp_network_create_ex(s.ctx, &desc, &s.net) != BP_OK)
       code = cli_fail(CMD, "cannot create the network: %s", bp_context_last_error(s.ctx));
   }
+  if (!code) code = cli_comm_attach(CMD, &o.comm, s.net);
   if (!code) run.n_params = bp_network_parameter_count(s.net);
   if (!code && o.save) {
     s.snapshot = malloc(sizeof(float) * run.n_params);
@@ -642,6 +660,7 @@ int cli_cmd_train(int argc, char **argv) {
   if (!code && o.log) code = cli_csv_log_open(&s.log, CMD, o.log);
   if (code) {
     cleanup(&s);
+    cli_comm_end(&o.comm, code);
     return code;
   }
 
@@ -651,10 +670,10 @@ int cli_cmd_train(int argc, char **argv) {
   cli_progress_init(&prog, o.quiet, o.epochs, run.n_train);
   cli_progress_note(&prog,
                     "backprop: network %s (%zu parameters), %d training examples, %d test "
-                    "examples, %s backend, %s math%s; %d epoch%s, batch %d, lr %.9g, seed %llu",
+                    "examples, %s backend, %s math%s%s; %d epoch%s, batch %d, lr %.9g, seed %llu",
                     shape, run.n_params, run.n_train, run.n_test, run.backend, run.math,
-                    run.deterministic ? "" : " (nondeterministic)", o.epochs,
-                    o.epochs == 1 ? "" : "s", o.batch,
+                    run.deterministic ? "" : " (nondeterministic)", cli_comm_note(&o.comm),
+                    o.epochs, o.epochs == 1 ? "" : "s", o.batch,
                     (double)o.lr, (unsigned long long)o.seed);
 
   cli_interrupt_install();
@@ -677,6 +696,7 @@ int cli_cmd_train(int argc, char **argv) {
   if (cli_csv_log_close(&s.log, CMD)) out_code = CLI_EXIT_FAILURE;
   if (o.plot && cli_svg_plot_write(CMD, o.plot, &run))
     out_code = CLI_EXIT_FAILURE;
+  cli_comm_report(&o.comm, &run);
   if (o.json)
     cli_json_train_result(stdout, &run);
   else if (!o.quiet)
@@ -684,6 +704,7 @@ int cli_cmd_train(int argc, char **argv) {
   if (fflush(stdout) != 0 || ferror(stdout))
     out_code = cli_fail(CMD, "cannot write to standard output");
   cleanup(&s);
+  cli_comm_end(&o.comm, code);
 
   if (code) return code;
   if (run.numeric_failure || out_code) return CLI_EXIT_FAILURE;

@@ -68,6 +68,12 @@ void cli_json_train_result(FILE *f, const cli_run *run) {
   cli_json_string(f, run->kernels ? run->kernels : "reference");
   key(f, "products", &first);
   cli_json_string(f, run->products ? run->products : "cublas");
+  key(f, "world_size", &first);
+  fprintf(f, "%d", run->world_size);
+  key(f, "comm_ms_per_step", &first);
+  fprintf(f, "%.6g", run->comm_ms_per_step);
+  key(f, "comm_hidden_share", &first);
+  fprintf(f, "%.4g", run->comm_hidden_share);
   key(f, "device", &first);
   if (run->device >= 0)
     fprintf(f, "%d", run->device);

@@ -53,6 +53,12 @@ typedef struct cli_run {
   const char *classes;    /* class names of CSV labels, '\n'-separated, or NULL */
   const cli_epoch *history;
   int n_history;
+  /* Data-parallel (comm_setup.c): ranks (1 without a launcher), and per
+   * training step the exchange's time and the share of it hidden behind
+   * backward (0 with one rank). */
+  int world_size;
+  double comm_ms_per_step;
+  double comm_hidden_share;
 } cli_run;
 
 #endif /* BP_CLI_RUN_H */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../comm/comm.h"
 #include "../internal.h"
 #include "blas.h"
 #include "cpu_model.h"
@@ -294,6 +295,7 @@ static double backward_core(bp_network *net, const float *A0, const float *Y, in
     /* dW_i^T (in x w, column-major) = A_i Delta_i^T / n. */
     product(net, 0, 1, in, w, n, inv_n, prev, in, delta, w, 0.0f, c->grads + net->w_offset[i], in);
     bias_gradient(delta, w, n, c->db_acc, c->grads + net->b_offset[i]);
+    bp_engine_grads_ready(net, i); /* data-parallel: this layer's all-reduce may start */
     if (i > 0) {
       /* G = W_i^T Delta_i (in x n), then Delta_{i-1} = G * sigma'(z_{i-1}). */
       const float *W = c->params + net->w_offset[i];
@@ -496,6 +498,36 @@ static bp_status cpu_opt_write(bp_network *net, size_t offset, size_t count, con
   return BP_OK;
 }
 
+/* ---- The gradient exchange (data-parallel, internal.h): MPI on the host
+ * buffers themselves (src/comm). ---- */
+
+static bp_status cpu_exchange_start(bp_network *net, size_t offset, size_t count, float scale) {
+  float *g = ((cpu_net *)net->impl)->grads + offset;
+  if (scale == 0.0f)
+    memset(g, 0, sizeof(float) * count);
+  else if (scale != 1.0f)
+    for (size_t i = 0; i < count; ++i) g[i] *= scale;
+  bp_status st = bp_comm_iallreduce_floats(net->comm, g, count);
+  return st == BP_OK ? st : bp_error(net->ctx, st, "%s", bp_comm_last_error(net->comm));
+}
+
+static bp_status cpu_exchange_finish(bp_network *net, int n_local, int n_global, int accumulate) {
+  cpu_net *c = net->impl;
+  bp_status st = bp_comm_wait(net->comm, "gradient all-reduce");
+  double cost = n_local > 0 ? c->last_cost * ((double)n_local / (double)n_global) : 0.0;
+  if (st == BP_OK) st = bp_comm_allreduce_doubles(net->comm, &cost, 1, "batch cost's reduction");
+  if (st != BP_OK) return bp_error(net->ctx, st, "%s", bp_comm_last_error(net->comm));
+  c->last_cost = cost;
+  c->counters.cost = (float)cost;
+  if (accumulate) {
+    if (isfinite(cost))
+      c->counters.cost_sum += cost * n_global;
+    else
+      ++c->counters.skipped;
+  }
+  return BP_OK;
+}
+
 static void cpu_context_destroy(bp_context *ctx) { (void)ctx; }
 
 const bp_backend_ops bp_cpu_ops = {
@@ -523,5 +555,7 @@ const bp_backend_ops bp_cpu_ops = {
     .read_counters = cpu_read_counters,
     .evaluate_chunk = cpu_evaluate_chunk,
     .read_output = cpu_read_output,
+    .exchange_start = cpu_exchange_start,
+    .exchange_finish = cpu_exchange_finish,
     /* No device: no train_step unit, no device-pointer calls. */
 };

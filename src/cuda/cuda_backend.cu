@@ -56,6 +56,8 @@ extern "C" const bp_backend_ops bp_cuda_ops = {
     cuda_check_math_mode, /* check_math_mode: cuda_gemm.cu */
     cuda_device_enter,    /* device_enter: cuda_device_api.cu */
     cuda_device_leave,    /* device_leave */
+    cuda_exchange_start,  /* exchange_start: cuda_comm.cu */
+    cuda_exchange_finish, /* exchange_finish */
 };
 
 /* Test hook behind bp_debug_inject_device_fault: a real sticky fault, caught

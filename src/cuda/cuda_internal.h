@@ -88,6 +88,7 @@ typedef struct cuda_network {
   float *opt_state;
   size_t opt_count;
   long long *opt_step;
+  void *exchange;       /* cuda_comm.cu's exchange state (NULL: none yet) */
 } cuda_network;
 
 typedef struct cuda_dataset {
@@ -165,6 +166,11 @@ bp_status cuda_device_enter(bp_network *net, void *stream, const char *fn, const
                             const float *Y, const float *out, const float *cost);
 bp_status cuda_device_leave(bp_network *net, void *stream, int n, float *out, float *cost,
                             int failed);
+/* cuda_comm.cu: the gradient exchange (NCCL, or MPI staged through host memory). */
+bp_status cuda_exchange_start(bp_network *net, size_t offset, size_t count, float scale);
+bp_status cuda_exchange_finish(bp_network *net, int n_local, int n_global, int accumulate);
+/* Releases the network's exchange buffers (cuda_network_free). */
+void cuda_exchange_free(bp_network *net);
 
 /* ---- Helpers (cuda_util.cu) ------------------------------------------------ */
 

@@ -60,6 +60,7 @@ void cuda_network_free(bp_network *net) {
   if (ctx_state(ctx) != NULL) (void)cudaStreamSynchronize(ctx_state(ctx)->stream);
   cuda_graphs_free(net);
   cuda_stage_free(net);
+  cuda_exchange_free(net);
   cuda_gemm_free(net);
   cuda_opt_free(net);
   free_workspace(net, &cn->ws);

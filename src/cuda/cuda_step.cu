@@ -98,6 +98,7 @@ static bp_status run_backward(bp_network *net, const float *x, const float *y, i
     if (!uses_fused(net))
       NET_LAUNCH(net,
                       bp_launch_bias_grad(delta, width, n, cn->ws.bias_partials, db, cc->stream));
+    bp_engine_grads_ready(net, i); /* data-parallel: layer i's all-reduce may start */
     if (i > 0) {
       /* G (fan_in x n) = W_i^T (fan_in x width, stored as is) * Delta_i. */
       float *g = cn->ws.delta[1 - cur];

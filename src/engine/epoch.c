@@ -30,6 +30,19 @@ static void epoch_permutation(int32_t *perm, int n, uint64_t shuffle_seed) {
   }
 }
 
+/* Stages this rank's slice of the global batch perm[start .. start+global):
+ * rank r of W takes [global*r/W, global*(r+1)/W), so the slices differ by at
+ * most one example and cover the batch in order. *n_out is 0 (and nothing is
+ * staged) when the slice is empty. */
+static bp_status stage_share(bp_network *net, const bp_epoch_source *src, int start, int global,
+                             int ranks, int rank, int slot, bp_batch *out, int *n_out) {
+  const int lo = (int)((int64_t)global * rank / ranks);
+  const int hi = (int)((int64_t)global * (rank + 1) / ranks);
+  *n_out = hi - lo;
+  if (hi == lo) return BP_OK;
+  return net->ctx->ops->stage(net, src, start + lo, hi - lo, slot, out);
+}
+
 /* What a caller of run_epoch asks for besides the source. */
 typedef struct epoch_request {
   const char *fn; /* the public call, for messages */
@@ -75,28 +88,43 @@ static bp_status run_epoch(bp_network *net, bp_epoch_source *src, const epoch_re
   epoch_permutation(perm, n, r->shuffle_seed);
   src->perm = perm;
 
-  bp_status st = ops->reserve(net, batch);
-  if (st == BP_OK) st = ops->epoch_begin(net, src, batch);
+  /* Data-parallel: every rank runs the same global batches and takes its
+   * slice of each (share below); one rank: the slice is the batch. */
+  const int dp = bp_engine_data_parallel(net);
+  const int ranks = dp ? bp_comm_size(net->comm) : 1, rank = dp ? bp_comm_rank(net->comm) : 0;
+  const int most = (batch + ranks - 1) / ranks; /* the largest slice */
+  bp_status st = ops->reserve(net, most);
+  if (st == BP_OK) st = ops->epoch_begin(net, src, most);
   if (st == BP_OK) st = ops->reset_counters(net);
   const double q0 = bp_now_us();
   int done = 0, steps = 0;
   bp_batch cur;
-  if (st == BP_OK) st = ops->stage(net, src, 0, batch, 0, &cur);
+  int cur_n = 0; /* this rank's examples in the current global batch */
+  int global = batch < n ? batch : n;
+  if (st == BP_OK) st = stage_share(net, src, 0, global, ranks, rank, 0, &cur, &cur_n);
   while (st == BP_OK && done < n) {
-    st = bp_engine_train_step(net, &cur, r->lr);
+    if (dp)
+      st = bp_engine_train_share(net, cur_n > 0 ? &cur : NULL, global, r->lr);
+    else
+      st = bp_engine_train_step(net, &cur, r->lr);
     if (st != BP_OK) break;
-    done += cur.n;
+    done += global;
     ++steps;
     if (done < n) {
-      const int next = n - done < batch ? n - done : batch;
-      st = ops->stage(net, src, done, next, steps & 1, &cur);
+      global = n - done < batch ? n - done : batch;
+      st = stage_share(net, src, done, global, ranks, rank, steps & 1, &cur, &cur_n);
       if (st != BP_OK) break;
     }
     if (r->progress && (steps % r->every == 0 || done == n)) {
       bp_counters now;
       st = ops->read_counters(net, &now);
       if (st != BP_OK) break;
-      if (r->progress(r->user, done, n, (float)(now.cost_sum / (double)done)) != 0) break;
+      /* The counters are the global ones; a stop asked on any rank (a
+       * signal reaches the ranks at different batches) stops every rank
+       * after the same batch. */
+      double stop = r->progress(r->user, done, n, (float)(now.cost_sum / (double)done)) != 0;
+      if (dp) st = bp_engine_reduce_doubles(net, &stop, 1, "progress report's stop decision");
+      if (st != BP_OK || stop != 0.0) break;
     }
   }
   net->stats.queue_us = bp_now_us() - q0; /* the host's share; the device may run behind */
@@ -189,15 +217,26 @@ bp_status bp_evaluate(bp_network *net, const bp_dataset *data, float *mean_cost,
   if (st != BP_OK) return st;
   const bp_backend_ops *ops = net->ctx->ops;
   const int n = data->n;
+  /* Data-parallel: rank r of W evaluates examples [n*r/W, n*(r+1)/W) and
+   * the sums are reduced over the ranks. */
+  int lo = 0, hi = n;
+  if (bp_engine_data_parallel(net)) {
+    const int ranks = bp_comm_size(net->comm), rank = bp_comm_rank(net->comm);
+    lo = (int)((int64_t)n * rank / ranks);
+    hi = (int)((int64_t)n * (rank + 1) / ranks);
+  }
   const int chunk = n < EVAL_CHUNK ? n : EVAL_CHUNK;
   st = ops->reserve(net, chunk);
   if (st == BP_OK) st = ops->reset_counters(net);
-  for (int start = 0; st == BP_OK && start < n; start += chunk)
-    st = ops->evaluate_chunk(net, data, start, n - start < chunk ? n - start : chunk);
+  for (int start = lo; st == BP_OK && start < hi; start += chunk)
+    st = ops->evaluate_chunk(net, data, start, hi - start < chunk ? hi - start : chunk);
   bp_counters c;
   if (st == BP_OK) st = ops->read_counters(net, &c);
   if (st != BP_OK) return st;
-  if (mean_cost) *mean_cost = (float)(c.cost_sum / (double)n);
-  if (accuracy) *accuracy = (float)((double)c.correct / (double)n);
+  double sums[2] = {c.cost_sum, (double)c.correct};
+  st = bp_engine_reduce_doubles(net, sums, 2, "evaluation's reduction");
+  if (st != BP_OK) return st;
+  if (mean_cost) *mean_cost = (float)(sums[0] / (double)n);
+  if (accuracy) *accuracy = (float)(sums[1] / (double)n);
   return BP_OK;
 }

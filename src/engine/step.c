@@ -7,11 +7,6 @@
 
 #include "../internal.h"
 
-bp_status bp_engine_exchange_gradients(bp_network *net) {
-  (void)net; /* one device: every gradient is already the global batch's */
-  return BP_OK;
-}
-
 bp_status bp_engine_train_step(bp_network *net, const bp_batch *b, float lr) {
   const bp_backend_ops *ops = net->ctx->ops;
   /* The backend's whole-step unit (a replayable graph) has no room for an
@@ -19,7 +14,21 @@ bp_status bp_engine_train_step(bp_network *net, const bp_batch *b, float lr) {
   if (ops->train_step) return ops->train_step(net, b, lr);
   bp_status st = ops->forward(net, b);
   if (st == BP_OK) st = ops->backward(net, b, 1);
-  if (st == BP_OK) st = bp_engine_exchange_gradients(net);
+  if (st == BP_OK) st = ops->update(net, lr, 1, 1);
+  return st;
+}
+
+bp_status bp_engine_train_share(bp_network *net, const bp_batch *b, int n_global, float lr) {
+  const bp_backend_ops *ops = net->ctx->ops;
+  /* Backward leaves the cost's accumulation to the exchange, which adds the
+   * global cost once it is known, the same on every rank. */
+  bp_engine_exchange_open(net, b ? b->n : 0, n_global);
+  bp_status st = BP_OK;
+  if (b) st = ops->forward(net, b);
+  if (b && st == BP_OK) st = ops->backward(net, b, 0);
+  /* A local failure leaves the exchange unfinished here; the other ranks
+   * then fail at their deadline (the command aborts the job first). */
+  if (st == BP_OK) st = bp_engine_exchange_gradients(net, 1);
   if (st == BP_OK) st = ops->update(net, lr, 1, 1);
   return st;
 }
@@ -107,16 +116,37 @@ bp_status bp_train_batch(bp_network *net, const float *X, const float *Y, int n,
     return bp_error(net->ctx, BP_ERR_INVALID_ARGUMENT,
                     "bp_train_batch: learning rate is not finite");
   float c = 0.0f;
-  st = bp_backward(net, X, Y, n, &c);
-  if (st != BP_OK) return st;
+  if (bp_engine_data_parallel(net)) {
+    /* X is this rank's share of a global batch: its size is the sum of the
+     * ranks' n, the gradient and the cost are the global batch's. */
+    st = check_batch(net, X, Y, n, "bp_train_batch");
+    if (st != BP_OK) return st;
+    double n_global = (double)n;
+    st = bp_engine_reduce_doubles(net, &n_global, 1, "sum of the ranks' batch sizes");
+    if (st != BP_OK) return st;
+    const bp_backend_ops *ops = net->ctx->ops;
+    bp_batch b;
+    bp_counters counters;
+    st = ops->reserve(net, n);
+    if (st == BP_OK) st = ops->load(net, X, Y, n, &b);
+    if (st == BP_OK) st = ops->forward(net, &b);
+    bp_engine_exchange_open(net, n, (int)n_global);
+    if (st == BP_OK) st = ops->backward(net, &b, 0);
+    if (st == BP_OK) st = bp_engine_exchange_gradients(net, 0);
+    if (st == BP_OK) st = ops->read_counters(net, &counters);
+    if (st != BP_OK) return st;
+    net->has_grads = 1;
+    c = counters.cost;
+  } else {
+    st = bp_backward(net, X, Y, n, &c);
+    if (st != BP_OK) return st;
+  }
   if (cost) *cost = c;
   if (!isfinite(c))
     return bp_error(net->ctx, BP_ERR_NUMERIC,
                     "bp_train_batch: the batch cost is not finite (%g); the update was skipped "
                     "and the weights are unchanged",
                     (double)c);
-  st = bp_engine_exchange_gradients(net);
-  if (st != BP_OK) return st;
   return bp_sgd_step(net, learning_rate);
 }
 
@@ -156,6 +186,11 @@ static bp_status device_call(bp_network *net, const char *fn, device_work work, 
                     BP_MAX_DIM);
   const bp_backend_ops *ops = ctx->ops;
   if (!ops->device_enter) return unsupported(net, fn);
+  if (work == DEVICE_TRAIN && bp_engine_data_parallel(net))
+    return bp_error(ctx, BP_ERR_UNSUPPORTED,
+                    "%s: data-parallel training takes host batches (bp_train_batch) or epochs; "
+                    "the device-pointer step exchanges no gradients",
+                    fn);
 
   st = ops->device_enter(net, (void *)stream, fn, X, Y, out, cost);
   if (st != BP_OK) return st;
@@ -163,7 +198,6 @@ static bp_status device_call(bp_network *net, const char *fn, device_work work, 
   st = ops->reserve(net, n);
   if (st == BP_OK) st = ops->forward(net, &b);
   if (st == BP_OK && work != DEVICE_FORWARD) st = ops->backward(net, &b, 0);
-  if (st == BP_OK && work == DEVICE_TRAIN) st = bp_engine_exchange_gradients(net);
   if (st == BP_OK && work == DEVICE_TRAIN) st = ops->update(net, lr, 1, 0);
   bp_status left = ops->device_leave(net, (void *)stream, n, out, cost, st != BP_OK);
   if (st != BP_OK) return st; /* the first failure is the one reported */

@@ -1,0 +1,230 @@
+/* comm.c - bp_comm: creation from the launcher's environment, the getters,
+ * and the one-rank communicator. The MPI work is in comm_mpi.c; without MPI
+ * (BP_WITH_MPI undefined) the stubs at the end refuse it with
+ * BP_ERR_UNSUPPORTED. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm.h"
+
+#define DEFAULT_TIMEOUT_S 300.0
+#define DEFAULT_BUCKET_BYTES ((size_t)1 << 20)
+
+/* The last failed bp_comm_create_from_env of this thread: there is no
+ * communicator yet to hold the message. */
+static _Thread_local char create_error[BP_ERROR_LEN];
+
+void bp_comm_desc_init(bp_comm_desc *desc) {
+  if (!desc) return;
+  memset(desc, 0, sizeof *desc);
+  desc->struct_size = (uint32_t)sizeof *desc;
+  desc->version = BP_COMM_DESC_VERSION;
+  desc->timeout_s = DEFAULT_TIMEOUT_S;
+  desc->bucket_bytes = DEFAULT_BUCKET_BYTES;
+  desc->transport = BP_COMM_TRANSPORT_AUTO;
+}
+
+int bp_has_mpi(void) {
+#ifdef BP_WITH_MPI
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+int bp_has_nccl(void) {
+#ifdef BP_WITH_NCCL
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+bp_status bp_comm_fail(bp_comm *comm, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(comm->last_error, sizeof comm->last_error, fmt, ap);
+  va_end(ap);
+  comm->failed = 1;
+  return BP_ERR_COMM;
+}
+
+static const char *env(const char *name) {
+  const char *v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+/* 1 if this process was started by an MPI launcher. Open MPI's mpirun sets
+ * OMPI_COMM_WORLD_SIZE; MPICH's Hydra and Slurm's PMI2 set PMI_SIZE; PMIx
+ * launchers (srun --mpi=pmix, prterun) set PMIX_RANK; srun sets
+ * SLURM_STEP_NUM_TASKS for the tasks of a step (not for a batch script). */
+static int under_mpi_launcher(void) {
+  return env("OMPI_COMM_WORLD_SIZE") || env("PMI_SIZE") || env("PMIX_RANK") ||
+         (env("SLURM_PROCID") && env("SLURM_STEP_NUM_TASKS"));
+}
+
+bp_status bp_comm_create_from_env(const bp_comm_desc *desc, bp_comm **out) {
+  static const char fn[] = "bp_comm_create_from_env";
+  create_error[0] = '\0';
+  if (!out) {
+    snprintf(create_error, sizeof create_error, "%s: out is NULL", fn);
+    return BP_ERR_INVALID_ARGUMENT;
+  }
+  *out = NULL;
+  bp_comm_desc d;
+  bp_comm_desc_init(&d);
+  if (desc) {
+    if (desc->struct_size < sizeof d || desc->version != BP_COMM_DESC_VERSION) {
+      snprintf(create_error, sizeof create_error,
+               "%s: desc has struct_size %u and version %u; this library knows version %d "
+               "(size %zu): initialize it with bp_comm_desc_init",
+               fn, (unsigned)desc->struct_size, (unsigned)desc->version, BP_COMM_DESC_VERSION,
+               sizeof d);
+      return desc->version > BP_COMM_DESC_VERSION ? BP_ERR_UNSUPPORTED : BP_ERR_INVALID_ARGUMENT;
+    }
+    d = *desc;
+  }
+  if (!isfinite(d.timeout_s) || d.timeout_s <= 0.0) {
+    snprintf(create_error, sizeof create_error, "%s: timeout_s = %g must be finite and > 0", fn,
+             d.timeout_s);
+    return BP_ERR_INVALID_ARGUMENT;
+  }
+  if (d.transport != BP_COMM_TRANSPORT_AUTO && d.transport != BP_COMM_TRANSPORT_MPI &&
+      d.transport != BP_COMM_TRANSPORT_NCCL) {
+    snprintf(create_error, sizeof create_error, "%s: unknown transport %d", fn, (int)d.transport);
+    return BP_ERR_INVALID_ARGUMENT;
+  }
+  bp_comm *c = calloc(1, sizeof *c);
+  if (!c) {
+    snprintf(create_error, sizeof create_error, "%s: out of host memory", fn);
+    return BP_ERR_OUT_OF_MEMORY;
+  }
+  c->size = 1;
+  c->bootstrap = BP_COMM_SINGLE;
+  c->transport = d.transport;
+  c->timeout_s = d.timeout_s;
+  c->bucket_bytes = d.bucket_bytes ? d.bucket_bytes : DEFAULT_BUCKET_BYTES;
+  const int launched = under_mpi_launcher();
+  if (launched || bp_has_mpi()) {
+    /* With MPI built in, comm_mpi.c also notices a program that already
+     * initialized MPI itself; it stays one rank when neither holds. */
+    bp_status st = bp_comm_mpi_init(c, launched, create_error, sizeof create_error);
+    if (st != BP_OK) {
+      free(c);
+      return st;
+    }
+  }
+  *out = c;
+  return BP_OK;
+}
+
+void bp_comm_destroy(bp_comm *comm) {
+  if (!comm) return;
+  if (comm->nccl && comm->nccl_free) comm->nccl_free(comm, comm->failed);
+  bp_comm_mpi_free(comm);
+  free(comm);
+}
+
+int bp_comm_size(const bp_comm *comm) { return comm ? comm->size : 0; }
+int bp_comm_rank(const bp_comm *comm) { return comm ? comm->rank : -1; }
+int bp_comm_local_rank(const bp_comm *comm) { return comm ? comm->local_rank : -1; }
+bp_comm_bootstrap bp_comm_get_bootstrap(const bp_comm *comm) {
+  return comm ? comm->bootstrap : BP_COMM_SINGLE;
+}
+
+const char *bp_comm_bootstrap_name(bp_comm_bootstrap bootstrap) {
+  switch (bootstrap) {
+    case BP_COMM_SINGLE: return "single";
+    case BP_COMM_MPI: return "mpi";
+  }
+  return "unknown";
+}
+
+bp_status bp_comm_set_timeout(bp_comm *comm, double seconds) {
+  if (!comm) return BP_ERR_INVALID_ARGUMENT;
+  if (!isfinite(seconds) || seconds <= 0.0) {
+    snprintf(comm->last_error, sizeof comm->last_error,
+             "bp_comm_set_timeout: %g seconds must be finite and > 0", seconds);
+    return BP_ERR_INVALID_ARGUMENT;
+  }
+  comm->timeout_s = seconds;
+  return BP_OK;
+}
+
+double bp_comm_get_timeout(const bp_comm *comm) { return comm ? comm->timeout_s : 0.0; }
+
+const char *bp_comm_last_error(const bp_comm *comm) {
+  return comm ? comm->last_error : create_error;
+}
+
+bp_status bp_comm_allreduce_sum(bp_comm *comm, double *values, int count) {
+  if (!comm || (!values && count > 0) || count < 0) return BP_ERR_INVALID_ARGUMENT;
+  if (comm->size == 1 || count == 0) return BP_OK;
+  return bp_comm_allreduce_doubles(comm, values, count, "program's all-reduce");
+}
+
+void bp_comm_abort(bp_comm *comm, int code) {
+  if (!comm) return;
+  if (comm->nccl && comm->nccl_free) {
+    comm->nccl_free(comm, 1);
+    comm->nccl = NULL;
+  }
+  bp_comm_mpi_abort(comm, code);
+}
+
+#ifndef BP_WITH_MPI
+/* ---- A build without MPI: one rank, and a clear refusal under a launcher ---- */
+
+bp_status bp_comm_mpi_init(bp_comm *comm, int launched, char *err, size_t err_len) {
+  (void)comm;
+  if (!launched) return BP_OK;
+  snprintf(err, err_len,
+           "bp_comm_create_from_env: this process runs under an MPI launcher, but this build "
+           "of backprop has no MPI (rebuild with Open MPI or MPICH installed, -DBP_MPI=ON)");
+  return BP_ERR_UNSUPPORTED;
+}
+void bp_comm_mpi_free(bp_comm *comm) { (void)comm; }
+void bp_comm_mpi_abort(bp_comm *comm, int code) {
+  (void)comm;
+  (void)code;
+}
+static bp_status no_mpi(bp_comm *comm) {
+  snprintf(comm->last_error, sizeof comm->last_error, "this build of backprop has no MPI");
+  return BP_ERR_UNSUPPORTED;
+}
+bp_status bp_comm_iallreduce_floats(bp_comm *comm, float *data, size_t count) {
+  (void)data;
+  (void)count;
+  return no_mpi(comm);
+}
+int bp_comm_progress(bp_comm *comm) {
+  (void)comm;
+  return 1;
+}
+bp_status bp_comm_wait(bp_comm *comm, const char *what) {
+  (void)comm;
+  (void)what;
+  return BP_OK;
+}
+bp_status bp_comm_allreduce_doubles(bp_comm *comm, double *v, int count, const char *what) {
+  (void)v;
+  (void)count;
+  (void)what;
+  return comm->size == 1 ? BP_OK : no_mpi(comm);
+}
+bp_status bp_comm_bcast_floats(bp_comm *comm, float *v, size_t count, const char *what) {
+  (void)v;
+  (void)count;
+  (void)what;
+  return comm->size == 1 ? BP_OK : no_mpi(comm);
+}
+bp_status bp_comm_bcast_bytes(bp_comm *comm, void *v, int bytes, const char *what) {
+  (void)v;
+  (void)bytes;
+  (void)what;
+  return comm->size == 1 ? BP_OK : no_mpi(comm);
+}
+#endif
