@@ -8,7 +8,7 @@
  *     steps, then E timed epochs of bp_train_epoch(batch = B). Each epoch is
  *     timed on the wall clock (bp_train_epoch waits for the device before it
  *     returns). The host shuffle that bp_train_epoch runs before queueing any
- *     work (Fisher-Yates over n indices, src/dataset.c) is timed separately
+ *     work (Fisher-Yates over n indices, src/engine/epoch.c) is timed separately
  *     with the same code and subtracted:  step = (epoch - shuffle) / S.
  *     Nothing is copied from the host per step.
  *   - the same GEMMs the step issues (the layout of src/internal.h: per layer Z = W A,

@@ -47,7 +47,6 @@ struct bp_context {
   bp_backend backend;   /* never AUTO */
   int device;           /* CUDA ordinal; 0 for CPU */
   int failed;           /* sticky device fault: every later call fails */
-  char last_error[BP_ERROR_LEN]; /* unused: failure details are kept per thread (common.c) */
   const bp_backend_ops *ops;
   void *impl;           /* backend state (stream, BLAS handle, ...) */
   /* Test hook: when > 0, the Nth backend allocation from now fails as if
@@ -285,7 +284,7 @@ bp_status bp_engine_reduce_doubles(bp_network *net, double *v, int count, const 
 void bp_engine_exchange_free(bp_network *net);
 
 
-/* ---- Optimizers (src/optimizer.c) ---- */
+/* ---- Optimizers (src/api/optimizer.c) ---- */
 
 /* Checks cfg (a full-size copy): BP_OK or BP_ERR_INVALID_ARGUMENT on ctx,
  * naming fn and the field. */
@@ -299,7 +298,7 @@ int bp_optimizer_is_plain_sgd(const bp_optimizer_config *cfg);
  * backends; hyper points to a bp_opt_hyper. */
 void bp_optimizer_hyper(const bp_optimizer_config *cfg, void *hyper);
 
-/* ---- Shared helpers (src/common.c) ---- */
+/* ---- Shared helpers (src/api/errors.c, rng.c, stats.c, debug_hooks.c) ---- */
 
 /* Records a formatted message on ctx (if not NULL) and returns status. */
 bp_status bp_error(bp_context *ctx, bp_status status, const char *fmt, ...)
@@ -317,11 +316,11 @@ bp_status bp_check_context(bp_context *ctx);
  * unless a test changed it with bp_testing_set_default_kernel_path so that
  * a whole test suite runs on the other path (tests/support/kernel_path_env.cc,
  * BP_TEST_KERNELS). A test hook: not exported from the shared library, and
- * nothing but the tests calls the setter. (src/options.c) */
+ * nothing but the tests calls the setter. (src/api/options.c) */
 bp_kernel_path bp_default_kernel_path(void);
 void bp_testing_set_default_kernel_path(bp_kernel_path path);
 
-/* A monotonic clock in microseconds (src/stats.c). */
+/* A monotonic clock in microseconds (src/api/stats.c). */
 double bp_now_us(void);
 
 /* 1 if all count floats are finite. */

@@ -31,7 +31,7 @@ bp_status bp_context_create(bp_backend backend, int device, bp_context **out) {
   bp_context *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return BP_ERR_OUT_OF_MEMORY;
   ctx->device = device;
-  /* Ids key the per-thread error records (common.c); never 0, never reused. */
+  /* Ids key the per-thread error records (errors.c); never 0, never reused. */
   static atomic_uint_fast64_t next_id;
   ctx->id = (uint64_t)atomic_fetch_add(&next_id, 1) + 1;
 
