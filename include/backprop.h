@@ -551,8 +551,14 @@ BP_API int bp_dataset_size(const bp_dataset *data);
 BP_API int bp_dataset_n_in(const bp_dataset *data);
 BP_API int bp_dataset_n_out(const bp_dataset *data);
 
+/* The shuffle_seed of the epoch calls below that keeps the examples in
+ * their order (no shuffle): the batches are the data set's examples 0 ..
+ * batch_size-1, then the next batch_size, and so on. Every other value
+ * shuffles. */
+#define BP_SHUFFLE_NONE UINT64_MAX
+
 /* One epoch of mini-batch SGD: examples are shuffled with a permutation drawn
- * from shuffle_seed (Fisher-Yates, deterministic), cut into batches of
+ * from shuffle_seed (Fisher-Yates, deterministic; BP_SHUFFLE_NONE: in order), cut into batches of
  * batch_size (the last one may be smaller), and each batch takes one step.
  * On CUDA the batches are gathered on the device: no host round trip per
  * batch. mean_cost (may be NULL) receives the mean over the epoch's examples
