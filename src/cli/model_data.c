@@ -2,6 +2,7 @@
 #include "model_data.h"
 
 #include "cli.h"
+#include "model_meta.h"
 
 void cli_model_data_init(cli_model_data *md) {
   md->model = md->data = NULL;
@@ -62,6 +63,8 @@ int cli_model_data_load(const char *cmd, const cli_model_data *md, int check_out
       code = cli_fail(cmd, "%s has %d inputs and %d outputs per example but the model %s takes "
                            "%d and gives %d", md->data, (*data)->n_in, (*data)->n_out,
                       md->model, n_in, n_out);
+    /* --standardize: the model was trained on scaled inputs. */
+    if (!code) code = cli_model_scale_inputs(cmd, *ctx, md->model, *data);
   }
   if (code) {
     bp_data_free(*data);
