@@ -430,6 +430,9 @@ static int on_progress(void *user, int done, int total, float running_cost) {
  * 0). Warned once, during the run, and kept for the summary and --json. */
 static void check_progress(train_state *s, cli_run *run, int e, double cost) {
   if (run->warning || !isfinite(cost)) return;
+  /* A full batch's first epoch cost is the untrained network's itself (the
+   * cost is taken before the step): not a sign of anything. */
+  if (e == 1 && run->batch >= run->n_train) return;
   if (isfinite(s->initial_cost) && cost >= s->initial_cost) {
     snprintf(s->warning, sizeof s->warning,
              "epoch %d: the train cost %.4f is no better than the untrained network's %.4f: the "
