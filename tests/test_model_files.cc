@@ -214,7 +214,8 @@ TEST_F(ModelFiles, OptimizerStateRoundTripResumesExactly) {
       EXPECT_EQ(got.beta2, 0.99);
     }
     int64_t s1 = -1, s2 = -2;
-    size_t count = (size_t)bp_network_optimizer_state_slots(first) * bp_network_parameter_count(first);
+    size_t count =
+        (size_t)bp_network_optimizer_state_slots(first) * bp_network_parameter_count(first);
     EXPECT_GT(count, 0u);
     std::vector<float> st1(count), st2(count);
     ASSERT_EQ(bp_network_get_optimizer_state(first, st1.data(), count, &s1), BP_OK);

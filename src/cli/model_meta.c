@@ -19,7 +19,8 @@ int cli_scaling_fit(const bp_data *d, cli_scaling *s) {
   s->n = d->n_in;
   s->mean = calloc((size_t)d->n_in, sizeof(float));
   s->std = calloc((size_t)d->n_in, sizeof(float));
-  double *sum = calloc((size_t)d->n_in, sizeof(double)), *sq = calloc((size_t)d->n_in, sizeof(double));
+  double *sum = calloc((size_t)d->n_in, sizeof(double));
+  double *sq = calloc((size_t)d->n_in, sizeof(double));
   if (!s->mean || !s->std || !sum || !sq) {
     free(sum);
     free(sq);
@@ -58,7 +59,8 @@ static char *format_list(const float *v, int n) {
   char *s = malloc(cap);
   if (!s) return NULL;
   s[0] = '\0';
-  for (int k = 0; k < n; ++k) len += (size_t)snprintf(s + len, cap - len, k ? ",%.9g" : "%.9g", (double)v[k]);
+  for (int k = 0; k < n; ++k)
+    len += (size_t)snprintf(s + len, cap - len, k ? ",%.9g" : "%.9g", (double)v[k]);
   return s;
 }
 

@@ -60,11 +60,12 @@ int cli_save_model(const char *cmd, const bp_network *net, const char *path, con
     snprintf(buf, sizeof buf, "%d", run->epoch_offset + run->best_epoch);
     add(&m, "best_epoch", buf);
   }
-  /* Large (one number per input) and read back by eval and predict: not
-   * sanitized copies but the strings themselves, ASCII by construction. */
+  /* --standardize: one number per input, read back by eval and predict
+   * (model_meta.h); ASCII, so the sanitized copy is the string itself. */
   const char *keys_extra[2] = {"input_mean", "input_std"};
   const char *vals_extra[2] = {run->input_mean, run->input_std};
-  for (int i = 0; i < 2 && vals_extra[i] && m.n < MAX_META; ++i) add(&m, keys_extra[i], vals_extra[i]);
+  for (int i = 0; i < 2 && vals_extra[i] && m.n < MAX_META; ++i)
+    add(&m, keys_extra[i], vals_extra[i]);
 
   int code = 0;
   bp_status st = run->save_optimizer

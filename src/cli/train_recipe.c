@@ -88,7 +88,8 @@ void cli_recipe_network(const cli_recipe *r, int n_layers, int n_out, bp_activat
                         bp_cost *cost) {
   for (int i = 0; i + 1 < n_layers; ++i) acts[i] = r->activation;
   bp_activation out = r->output;
-  if (!r->output_given && r->cost == BP_COST_CROSS_ENTROPY && n_out > 1) out = BP_ACTIVATION_SOFTMAX;
+  if (!r->output_given && r->cost == BP_COST_CROSS_ENTROPY && n_out > 1)
+    out = BP_ACTIVATION_SOFTMAX;
   acts[n_layers - 1] = out;
   *cost = r->cost;
 }

@@ -1087,7 +1087,8 @@ static bp_status check_meta_args(bp_context *ctx, const char *path, int n_meta,
  * memory. */
 static char *activation_string(const bp_network *net) {
   int L = bp_network_n_layers(net), same = 1;
-  for (int i = 1; i < L; ++i) same = same && bp_network_get_activation(net, i) == bp_network_get_activation(net, 0);
+  for (int i = 1; i < L; ++i)
+    same = same && bp_network_get_activation(net, i) == bp_network_get_activation(net, 0);
   size_t cap = (size_t)L * 12 + 1, len = 0;
   char *s = malloc(cap);
   if (!s) return NULL;
