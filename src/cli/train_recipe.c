@@ -78,6 +78,9 @@ int cli_recipe_check(const char *cmd, const cli_recipe *r, int layers_given) {
   if (r->init && (layers_given || r->activation_given || r->output_given || r->cost_given))
     return cli_usage_error(cmd, "--init takes the network (widths, activations, cost) from its "
                                 "file; drop --layers/--hidden/--activation/--output/--cost");
+  if (r->init && r->standardize)
+    return cli_usage_error(cmd, "--init keeps the input scaling of its file (if any); drop "
+                                "--standardize");
   if (!r->init && r->cost == BP_COST_CROSS_ENTROPY && r->output_given &&
       r->output != BP_ACTIVATION_SOFTMAX && r->output != BP_ACTIVATION_SIGMOID)
     return cli_usage_error(cmd, "--cost cross-entropy needs --output softmax or sigmoid");

@@ -207,6 +207,7 @@ expect_rc 0 "2 more epochs from --init without state" -- "${R[@]}" --optimizer a
   --init half-plain.safetensors --save cold.safetensors
 check "without the state the run differs (the check is not vacuous)" py 'not same_layers("whole.safetensors", "cold.safetensors")'
 expect_rc 2 "--init excludes --hidden" -- "${R[@]}" --init half.safetensors --hidden 3
+expect_rc 2 "--init excludes --standardize" -- "${R[@]}" --init half.safetensors --standardize
 expect_rc 1 "--init of a model of other widths" -- "$BP" train --data reg.csv --targets 1 -q --init half.safetensors
 
 # ---- --validation and --early-stop ------------------------------------------------
