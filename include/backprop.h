@@ -561,8 +561,14 @@ BP_API int bp_dataset_size(const bp_dataset *data);
 BP_API int bp_dataset_n_in(const bp_dataset *data);
 BP_API int bp_dataset_n_out(const bp_dataset *data);
 
+/* The shuffle_seed of the epoch calls below that keeps the examples in
+ * their order (no shuffle): the batches are the data set's examples 0 ..
+ * batch_size-1, then the next batch_size, and so on. Every other value
+ * shuffles. */
+#define BP_SHUFFLE_NONE UINT64_MAX
+
 /* One epoch of mini-batch SGD: examples are shuffled with a permutation drawn
- * from shuffle_seed (Fisher-Yates, deterministic), cut into batches of
+ * from shuffle_seed (Fisher-Yates, deterministic; BP_SHUFFLE_NONE: in order), cut into batches of
  * batch_size (the last one may be smaller), and each batch takes one step.
  * On CUDA the batches are gathered on the device: no host round trip per
  * batch. mean_cost (may be NULL) receives the mean over the epoch's examples
@@ -763,8 +769,19 @@ BP_API bp_comm *bp_network_get_comm(const bp_network *net);
  * little-endian data. Tensors "layers.{i}.weight" ([s[i+1], s[i]], F32) and
  * "layers.{i}.bias" ([s[i+1]], F32): the names and shapes of a PyTorch
  * nn.Linear stack. "__metadata__" holds string pairs: "format"="backprop",
- * "backprop_version", "activation"="sigmoid", "cost"="quadratic", "sizes"
- * ("784,100,10"), plus any pairs the caller adds. */
+ * "backprop_version", "activation", "cost" ("quadratic" or "cross-entropy"),
+ * "sizes" ("784,100,10"), plus any pairs the caller adds. "activation" is
+ * one name when every layer has it ("sigmoid") or one per weight layer,
+ * comma-separated ("relu,relu,softmax"); names as bp_activation_name.
+ *
+ * bp_network_save_with_state also writes the optimizer: metadata
+ * "optimizer" (its name), "optimizer.step" (t) and the hyperparameters of
+ * its kind ("optimizer.momentum", ".nesterov", ".weight_decay", ".beta1",
+ * ".beta2", ".eps", ".eta_minus", ".eta_plus", ".step_min", ".step_max"),
+ * and per state slot one tensor per parameter tensor, in its shape:
+ * "optimizer.<slot name>.layers.{i}.weight" / ".bias" (slot names as
+ * bp_optimizer_state_slot_name, e.g. "optimizer.exp_avg.layers.0.weight").
+ * The keys "optimizer" and "optimizer.*" are reserved for this. */
 
 /* Saves atomically: writes a temporary file in the same directory, flushes,
  * fsyncs, renames it over path and fsyncs the directory. On any failure
@@ -773,9 +790,21 @@ BP_API bp_comm *bp_network_get_comm(const bp_network *net);
 BP_API bp_status bp_network_save(const bp_network *net, const char *path);
 BP_API bp_status bp_network_save_ex(const bp_network *net, const char *path, int n_meta,
                                     const char *const *meta_keys, const char *const *meta_values);
-/* Reads a model file and creates a network from it in ctx. Every inconsistency
- * (truncation, header length, JSON, dtypes, shapes, offsets) is BP_ERR_FORMAT
- * with the file and byte offset in the message; nothing is read out of bounds. */
+/* bp_network_save_ex plus the optimizer: its configuration, step count and
+ * state (see above), so that bp_network_load gives a network that resumes
+ * training exactly where this one is. */
+BP_API bp_status bp_network_save_with_state(const bp_network *net, const char *path, int n_meta,
+                                            const char *const *meta_keys,
+                                            const char *const *meta_values);
+/* Reads a model file and creates a network from it in ctx: the widths,
+ * weights, activation of each layer and cost it records (a file without
+ * "activation" / "cost", as the seed wrote for sigmoid, is sigmoid and
+ * quadratic) and, when the file has them (bp_network_save_with_state), the
+ * optimizer, its state and step count; otherwise the optimizer is SGD.
+ * Every inconsistency (truncation, header length, JSON, dtypes, shapes,
+ * offsets, an unknown activation, cost or optimizer, softmax on a hidden
+ * layer, missing state tensors) is BP_ERR_FORMAT with the file and byte
+ * offset in the message; nothing is read out of bounds. */
 BP_API bp_status bp_network_load(bp_context *ctx, const char *path, bp_network **out);
 /* The same from a buffer in memory (len bytes); name is used in messages. */
 BP_API bp_status bp_network_load_buffer(bp_context *ctx, const void *data, size_t len, const char *name,

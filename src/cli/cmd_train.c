@@ -16,10 +16,12 @@
 #include "io/file_util.h"
 #include "json_out.h"
 #include "layers.h"
+#include "model_meta.h"
 #include "progress.h"
 #include "run.h"
 #include "save.h"
 #include "svg_plot.h"
+#include "train_recipe.h"
 
 #define CMD "train"
 
@@ -54,6 +56,7 @@ static const cli_option options[] = {
     {"cuda-graphs", 0, 0, OPT_CUDA_GRAPHS}, {"kernels", 0, 1, OPT_KERNELS},
     {"products", 0, 1, OPT_PRODUCTS},       {"delimiter", 0, 1, OPT_DELIMITER},
     {"comm-timeout", 0, 1, OPT_COMM_TIMEOUT}, {"comm-transport", 0, 1, OPT_COMM_TRANSPORT},
+    CLI_RECIPE_OPTIONS,
     {NULL, 0, 0, 0}};
 
 static void help(FILE *f) {
@@ -83,7 +86,8 @@ static void help(FILE *f) {
 "  --layers LIST        all widths, input and output included, e.g. 784,100,10; the\n"
 "                       first and last must match the data (else a usage error)\n"
 "  --hidden LIST        hidden widths only (default %d)\n"
-"  --epochs N           epochs (default %d)\n"
+"  --epochs N           epochs (default %d); 0 with --save writes the initialized\n"
+"                       model\n"
 "  --batch N            mini-batch size (default %d)\n"
 "  --lr X               learning rate (default %g)\n"
 "  --seed N             initialization seed; epoch e shuffles with seed + e\n"
@@ -106,8 +110,11 @@ static void help(FILE *f) {
 "                       gradient; the same weights bit for bit). CPU: ignored\n"
 "  --products P         CUDA products: cublas (default) or cublaslt. CPU: ignored\n"
 "\n"
+CLI_RECIPE_HELP
+"\n"
 "Output:\n"
-"  --save FILE          save the model (safetensors, with the training metadata)\n"
+"  --save FILE          save the model (safetensors, with the training metadata:\n"
+"                       activations, cost, input scaling; see --save-optimizer)\n"
 "  --log FILE.csv       one row per epoch: epoch,train_cost,test_cost,test_accuracy,\n"
 "                       seconds,train_accuracy (seconds: that epoch's wall time)\n"
 "  --plot FILE.svg      the training curves (cost and accuracy per epoch), one\n"
@@ -152,6 +159,7 @@ typedef struct train_opts {
   int label_column_given;
   cli_comm comm;      /* data-parallel under mpirun/srun (comm_setup.h) */
   int device_given;
+  cli_recipe recipe;
 } train_opts;
 
 /* Returns -1 to go on, or the exit code (0 after --help). */
@@ -168,6 +176,7 @@ static int parse(int argc, char **argv, train_opts *o) {
   o->backend = BP_BACKEND_AUTO;
   o->math = BP_MATH_FP32;
   cli_data_options_init(&o->data_opt);
+  cli_recipe_init(&o->recipe);
   cli_args a;
   cli_args_init(&a, CMD, argc, argv);
   int layers_given = 0, hidden_given = 0;
@@ -188,7 +197,7 @@ static int parse(int argc, char **argv, train_opts *o) {
         o->hidden_only = id == OPT_HIDDEN;
         bad = cli_parse_int_list(&a, v, 1, 1 << 24, CLI_MAX_LAYERS, &o->layers, &o->n_layers);
         break;
-      case OPT_EPOCHS: bad = cli_parse_int(&a, v, 1, 100000000, &o->epochs); break;
+      case OPT_EPOCHS: bad = cli_parse_int(&a, v, 0, 100000000, &o->epochs); break;
       case OPT_BATCH: bad = cli_parse_int(&a, v, 1, 1 << 28, &o->batch); break;
       case OPT_LR: bad = cli_parse_float(&a, v, 0, 3.0e38, 1, &o->lr); break;
       case OPT_SEED: bad = cli_parse_u64(&a, v, &o->seed); break;
@@ -232,10 +241,15 @@ static int parse(int argc, char **argv, train_opts *o) {
         bad = cli_parse_choice(&a, v, cli_delimiter_names, &choice);
         o->data_opt.delimiter = cli_delimiter_chars[choice];
         break;
-      default: break;
+      default: bad = cli_recipe_option(&a, id, v, &o->recipe) < 0; break;
     }
     if (bad) return CLI_EXIT_USAGE;
   }
+  if (o->epochs == 0 && !o->save)
+    return cli_usage_error(CMD, "invalid value '0' for --epochs: 0 only with --save FILE (to "
+                                "write the initialized model)");
+  int rc = cli_recipe_check(CMD, &o->recipe, layers_given || hidden_given);
+  if (rc) return rc;
   if (layers_given && hidden_given)
     return cli_usage_error(CMD, "give --layers or --hidden, not both");
   if (o->test && !o->data) return cli_usage_error(CMD, "--test needs --data");
@@ -248,12 +262,16 @@ static int parse(int argc, char **argv, train_opts *o) {
 typedef struct train_state {
   bp_context *ctx;
   bp_network *net;
-  bp_dataset *train, *test;
+  bp_dataset *train, *test, *val;
   int *sizes;
+  float *best; /* --early-stop: the parameters of the best validation cost */
+  bp_model_info *init_info; /* --init: the file's metadata */
+  cli_scaling scaling;      /* --standardize, or the --init model's */
   float *snapshot; /* the parameters after the last good epoch (with --save) */
   cli_epoch *history; /* one per finished epoch; grows */
   int history_cap;
   cli_csv_log log;
+  cli_early_stop early;
   double initial_cost, best_cost; /* for check_progress */
   int stalled;
   char warning[400];
@@ -264,7 +282,11 @@ typedef struct train_state {
 static void cleanup(train_state *s) {
   bp_dataset_destroy(s->train);
   bp_dataset_destroy(s->test);
+  bp_dataset_destroy(s->val);
   bp_network_destroy(s->net);
+  free(s->best);
+  bp_model_info_free(s->init_info);
+  cli_scaling_free(&s->scaling);
   bp_context_destroy(s->ctx);
   free(s->sizes);
   free(s->snapshot);
@@ -353,10 +375,42 @@ static int load_data(const train_opts *o, train_state *s, cli_run *run, const ch
       return code;
     }
   }
+  bp_data *val = NULL;
+  if (o->recipe.validation > 0)
+    code = cli_recipe_split(CMD, train, o->recipe.validation, o->seed, &val);
+  run->regression = !cli_targets_are_classes(train);
   run->n_train = train->n;
   run->n_test = test ? test->n : 0;
-  code = cli_resolve_sizes(CMD, o->layers, o->n_layers, o->hidden_only, train->n_in, train->n_out,
-                           &s->sizes, &run->n_sizes);
+  run->n_val = val ? val->n : 0;
+  if (!code && s->init_info) {
+    const bp_model_info *mi = s->init_info;
+    if (mi->sizes[0] != train->n_in || mi->sizes[mi->n_sizes - 1] != train->n_out)
+      code = cli_fail(CMD, "--init %s takes %d inputs and gives %d outputs but %s has %d and %d",
+                      o->recipe.init, mi->sizes[0], mi->sizes[mi->n_sizes - 1], data_path,
+                      train->n_in, train->n_out);
+    if (!code) code = cli_scaling_read(CMD, mi, o->recipe.init, train->n_in, &s->scaling);
+    if (!code) {
+      s->sizes = malloc(sizeof(int) * (size_t)mi->n_sizes);
+      if (!s->sizes) code = cli_fail(CMD, "out of memory");
+      else memcpy(s->sizes, mi->sizes, sizeof(int) * (size_t)mi->n_sizes);
+      run->n_sizes = mi->n_sizes;
+    }
+  } else if (!code) {
+    if (o->recipe.standardize && cli_scaling_fit(train, &s->scaling))
+      code = cli_fail(CMD, "out of memory");
+    if (!code)
+      code = cli_resolve_sizes(CMD, o->layers, o->n_layers, o->hidden_only, train->n_in,
+                               train->n_out, &s->sizes, &run->n_sizes);
+  }
+  if (!code && s->scaling.n) {
+    cli_scaling_apply(&s->scaling, train);
+    if (test) cli_scaling_apply(&s->scaling, test);
+    if (val) cli_scaling_apply(&s->scaling, val);
+  }
+  if (!code && val &&
+      bp_dataset_create(s->ctx, val->n, val->n_in, val->n_out, val->X, val->Y, &s->val) != BP_OK)
+    code = cli_fail(CMD, "%s: %s", data_path, bp_context_last_error(s->ctx));
+  bp_data_free(val);
   if (!code && bp_dataset_create(s->ctx, train->n, train->n_in, train->n_out, train->X, train->Y,
                                  &s->train) != BP_OK)
     code = cli_fail(CMD, "%s: %s", data_path, bp_context_last_error(s->ctx));
@@ -439,6 +493,9 @@ static int on_progress(void *user, int done, int total, float running_cost) {
  * 0). Warned once, during the run, and kept for the summary and --json. */
 static void check_progress(train_state *s, cli_run *run, int e, double cost) {
   if (run->warning || !isfinite(cost)) return;
+  /* A full batch's first epoch cost is the untrained network's itself (the
+   * cost is taken before the step): not a sign of anything. */
+  if (e == 1 && run->batch >= run->n_train) return;
   if (isfinite(s->initial_cost) && cost >= s->initial_cost) {
     snprintf(s->warning, sizeof s->warning,
              "epoch %d: the train cost %.4f is no better than the untrained network's %.4f: the "
@@ -459,6 +516,41 @@ static void check_progress(train_state *s, cli_run *run, int e, double cost) {
   }
   run->warning = s->warning;
   fprintf(stderr, "backprop " CMD ": warning: %s\n", s->warning);
+}
+
+/* Cost and accuracy of one set; for a regression the accuracy is NAN and,
+ * with the quadratic cost (a sum over outputs), *mse is cost / outputs. */
+static bp_status evaluate(train_state *s, const cli_run *run, const bp_dataset *d, double *cost,
+                          double *acc, double *mse) {
+  float c, a;
+  bp_status st = bp_evaluate(s->net, d, &c, &a);
+  if (st != BP_OK) return st;
+  *cost = c;
+  *acc = run->regression ? NAN : a;
+  *mse = NAN;
+  if (run->regression && bp_network_get_cost(s->net) == BP_COST_QUADRATIC)
+    *mse = c / bp_dataset_n_out(d);
+  return BP_OK;
+}
+
+/* --early-stop: puts the best epoch's parameters back and reports that
+ * epoch's results as the run's. */
+static int keep_best(train_state *s, cli_run *run) {
+  if (!s->best || run->best_epoch == 0 || run->best_epoch == run->epochs_done) return 0;
+  if (snapshot(s->net, s->best, 0) != BP_OK)
+    return cli_fail(CMD, "cannot restore the model of epoch %d: %s", run->best_epoch,
+                    bp_context_last_error(s->ctx));
+  for (int i = 0; i < run->n_history; ++i) {
+    const cli_epoch *h = &run->history[i];
+    if (h->epoch != run->best_epoch) continue;
+    run->train_cost = h->train_cost;
+    run->test_cost = h->test_cost;
+    run->test_accuracy = h->test_accuracy;
+    run->test_mse = h->test_mse;
+    run->val_cost = h->val_cost;
+    run->val_accuracy = h->val_accuracy;
+  }
+  return 0;
 }
 
 static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_progress *prog) {
@@ -482,8 +574,13 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
     float cost = NAN;
     live_bar bar = {prog, e, t0, 0, 0, 0, 0};
     bar.every_drawn = (int)((long)bp_dataset_size(s->train) / 100);
-    bp_status st = bp_train_epoch_ex(s->net, s->train, o->batch, o->lr, o->seed + (uint64_t)e,
-                                     &cost, on_progress, &bar, every);
+    /* --init continues the model's epoch count: the same shuffles and rates
+     * as one uninterrupted run. */
+    const int g = run->epoch_offset + e;
+    const double lr = cli_recipe_lr(&o->recipe, o->lr, g - 1, run->epoch_offset + o->epochs);
+    bp_status st = bp_train_epoch_ex(s->net, s->train, o->batch, (float)lr,
+                                     cli_recipe_shuffle_seed(&o->recipe, o->seed, g), &cost,
+                                     on_progress, &bar, every);
     if (st == BP_OK && cli_interrupted() && bar.done < bar.total) {
       /* Stopped inside the epoch: its batches so far stay applied (and are
        * saved), but it does not count as an epoch done. */
@@ -525,26 +622,40 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
     cli_epoch *rec = &s->history[run->n_history];
     rec->epoch = e;
     rec->train_cost = cost;
-    rec->test_cost = rec->test_accuracy = NAN;
-    /* The train accuracy after the epoch: one forward pass over the
-     * training set (the cost above is the batches' before their steps). */
-    float train_acc;
-    if (bp_evaluate(s->net, s->train, NULL, &train_acc) != BP_OK) {
+    rec->test_cost = rec->test_accuracy = rec->test_mse = NAN;
+    rec->val_cost = rec->val_accuracy = rec->val_mse = NAN;
+    rec->train_accuracy = NAN;
+    rec->lr = lr;
+    /* The train accuracy after the epoch (classifiers): one forward pass over
+     * the training set (the cost above is the batches' before their steps). */
+    float train_acc = NAN;
+    if (!run->regression && bp_evaluate(s->net, s->train, NULL, &train_acc) != BP_OK) {
       cli_progress_finish(prog);
       code = cli_fail(CMD, "evaluating epoch %d: %s", e, bp_context_last_error(s->ctx));
       break;
     }
     rec->train_accuracy = train_acc;
     run->train_accuracy = train_acc;
-    if (s->test) {
-      float tc, ta;
-      if (bp_evaluate(s->net, s->test, &tc, &ta) != BP_OK) {
+    if (s->test && evaluate(s, run, s->test, &rec->test_cost, &rec->test_accuracy,
+                            &rec->test_mse) != BP_OK) {
+      cli_progress_finish(prog);
+      code = cli_fail(CMD, "evaluating epoch %d: %s", e, bp_context_last_error(s->ctx));
+      break;
+    }
+    if (s->val && evaluate(s, run, s->val, &rec->val_cost, &rec->val_accuracy, &rec->val_mse) !=
+                      BP_OK) {
+      cli_progress_finish(prog);
+      code = cli_fail(CMD, "evaluating epoch %d: %s", e, bp_context_last_error(s->ctx));
+      break;
+    }
+    int stop = 0;
+    if (s->val && cli_early_stop_update(&s->early, e, rec->val_cost, &stop) && s->best) {
+      run->best_epoch = e;
+      if (snapshot(s->net, s->best, 1) != BP_OK) {
         cli_progress_finish(prog);
-        code = cli_fail(CMD, "evaluating epoch %d: %s", e, bp_context_last_error(s->ctx));
+        code = cli_fail(CMD, "epoch %d: %s", e, bp_context_last_error(s->ctx));
         break;
       }
-      rec->test_cost = tc;
-      rec->test_accuracy = ta;
     }
     if (s->snapshot && snapshot(s->net, s->snapshot, 1) != BP_OK) {
       cli_progress_finish(prog);
@@ -560,10 +671,20 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
     run->train_cost = rec->train_cost;
     run->test_cost = rec->test_cost;
     run->test_accuracy = rec->test_accuracy;
+    run->test_mse = rec->test_mse;
+    run->val_cost = rec->val_cost;
+    run->val_accuracy = rec->val_accuracy;
     cli_progress_epoch(prog, rec);
     check_progress(s, run, e, rec->train_cost);
     if (cli_csv_log_row(&s->log, CMD, rec)) {
       code = CLI_EXIT_FAILURE;
+      break;
+    }
+    if (stop) {
+      cli_progress_note(prog, "backprop " CMD ": no better validation cost for %d epochs; "
+                              "stopping and keeping the model of epoch %d",
+                        o->recipe.early_stop, run->best_epoch);
+      run->stopped_early = 1;
       break;
     }
   }
@@ -574,8 +695,16 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
 }
 
 static void summary(const cli_run *run) {
-  if (run->n_test > 0)
+  if (run->n_test > 0 && run->regression)
+    printf("test mse %.6g  test cost %.4f  ", run->test_mse, run->test_cost);
+  else if (run->n_test > 0)
     printf("test accuracy %.4f  test cost %.4f  ", run->test_accuracy, run->test_cost);
+  if (run->n_val > 0 && run->regression)
+    printf("validation cost %.4f  ", run->val_cost);
+  else if (run->n_val > 0)
+    printf("validation accuracy %.4f  validation cost %.4f  ", run->val_accuracy, run->val_cost);
+  if (run->best_epoch > 0 && run->best_epoch != run->epochs_done)
+    printf("(the model of epoch %d)  ", run->best_epoch);
   printf("train cost %.4f  train accuracy %.4f  (%d epoch%s, %.1f s, %s, %s)\n", run->train_cost,
          run->train_accuracy, run->epochs_done, run->epochs_done == 1 ? "" : "s", run->seconds,
          run->backend, run->math);
@@ -602,6 +731,9 @@ int cli_cmd_train(int argc, char **argv) {
     return code;
   }
   s.comm = &o.comm;
+  run.test_mse = run.val_cost = run.val_accuracy = NAN;
+  run.save_optimizer = o.recipe.save_optimizer;
+  cli_early_stop_init(&s.early, o.recipe.early_stop);
   run.epochs_requested = o.epochs;
   run.batch = o.batch;
   run.lr = o.lr;
@@ -633,14 +765,38 @@ int cli_cmd_train(int argc, char **argv) {
   run.backend = bp_backend_name(bp_context_backend(s.ctx));
   if (bp_context_backend(s.ctx) == BP_BACKEND_CPU) run.device = -1;
 
+  if (o.recipe.init) {
+    if (bp_model_info_read(s.ctx, o.recipe.init, &s.init_info) != BP_OK) {
+      code = cli_fail(CMD, "--init: %s", bp_context_last_error(s.ctx));
+      free(o.layers);
+      cleanup(&s);
+      return code;
+    }
+    const char *ep = cli_model_meta(s.init_info, "epochs");
+    if (ep) run.epoch_offset = atoi(ep) > 0 ? atoi(ep) : 0;
+  }
+
   double t_load = cli_now();
   code = load_data(&o, &s, &run, data_path);
   free(o.layers);
   o.layers = NULL;
   run.load_seconds = cli_now() - t_load;
-  if (!code) {
+  if (!code && o.recipe.init) {
+    /* The file's network: widths, activations, cost and, when saved with
+     * --save-optimizer, the optimizer and its state. */
+    if (bp_network_load(s.ctx, o.recipe.init, &s.net) != BP_OK ||
+        bp_network_set_deterministic(s.net, !o.nondeterministic) != BP_OK ||
+        bp_network_set_cuda_graphs(s.net, o.cuda_graphs) != BP_OK ||
+        bp_network_set_kernel_path(s.net, o.kernels) != BP_OK ||
+        bp_network_set_product_path(s.net, o.products) != BP_OK ||
+        bp_network_set_math_mode(s.net, o.math) != BP_OK)
+      code = cli_fail(CMD, "--init: %s", bp_context_last_error(s.ctx));
+  } else if (!code) {
+    bp_activation acts[CLI_MAX_LAYERS];
     bp_network_desc desc;
     bp_network_desc_init(&desc, run.n_sizes, s.sizes, o.seed);
+    cli_recipe_network(&o.recipe, run.n_sizes - 1, s.sizes[run.n_sizes - 1], acts, &desc.cost);
+    desc.activations = acts;
     desc.math = o.math;
     desc.deterministic = !o.nondeterministic;
     desc.cuda_graphs = o.cuda_graphs;
@@ -650,6 +806,17 @@ int cli_cmd_train(int argc, char **argv) {
       code = cli_fail(CMD, "cannot create the network: %s", bp_context_last_error(s.ctx));
   }
   if (!code) code = cli_comm_attach(CMD, &o.comm, s.net);
+  if (!code) code = cli_recipe_set_optimizer(CMD, &o.recipe, s.net);
+  bp_optimizer_config opt_cfg;
+  opt_cfg.struct_size = sizeof opt_cfg;
+  if (!code && bp_network_get_optimizer(s.net, &opt_cfg) == BP_OK)
+    run.optimizer = bp_optimizer_name(opt_cfg.kind);
+  char *mean_str = NULL, *std_str = NULL;
+  if (!code && s.scaling.n) {
+    if (cli_scaling_format(&s.scaling, &mean_str, &std_str)) code = cli_fail(CMD, "out of memory");
+    run.input_mean = mean_str;
+    run.input_std = std_str;
+  }
   if (!code) run.n_params = bp_network_parameter_count(s.net);
   if (!code && o.save) {
     s.snapshot = malloc(sizeof(float) * run.n_params);
@@ -657,8 +824,14 @@ int cli_cmd_train(int argc, char **argv) {
     else if (snapshot(s.net, s.snapshot, 1) != BP_OK)
       code = cli_fail(CMD, "%s", bp_context_last_error(s.ctx));
   }
+  if (!code && o.recipe.early_stop) {
+    s.best = malloc(sizeof(float) * run.n_params);
+    if (!s.best) code = cli_fail(CMD, "out of memory");
+  }
   if (!code && o.log) code = cli_csv_log_open(&s.log, CMD, o.log);
   if (code) {
+    free(mean_str);
+    free(std_str);
     cleanup(&s);
     cli_comm_end(&o.comm, code);
     return code;
@@ -675,9 +848,27 @@ int cli_cmd_train(int argc, char **argv) {
                     run.deterministic ? "" : " (nondeterministic)", cli_comm_note(&o.comm),
                     o.epochs, o.epochs == 1 ? "" : "s", o.batch,
                     (double)o.lr, (unsigned long long)o.seed);
+  {
+    char acts[CLI_MAX_LAYERS * 10] = "";
+    size_t al = 0;
+    for (int i = 0; i < run.n_sizes - 1 && al < sizeof acts - 12; ++i)
+      al += (size_t)snprintf(acts + al, sizeof acts - al, i ? ",%s" : "%s",
+                             bp_activation_name(bp_network_get_activation(s.net, i)));
+    cli_progress_note(&prog, "backprop: activations %s, cost %s, optimizer %s%s%s%s, %s",
+                      acts, bp_cost_name(bp_network_get_cost(s.net)), run.optimizer,
+                      o.recipe.no_shuffle ? ", batches in file order" : "",
+                      run.n_val ? ", validation set held out of the training set" : "",
+                      s.scaling.n ? ", inputs standardized" : "",
+                      run.regression ? "regression (mean squared error)" : "classification");
+    if (run.n_val) cli_progress_note(&prog, "backprop: %d validation examples", run.n_val);
+    if (run.epoch_offset)
+      cli_progress_note(&prog, "backprop: --init %s: continuing after epoch %d", o.recipe.init,
+                        run.epoch_offset);
+  }
 
   cli_interrupt_install();
   code = train_loop(&o, &s, &run, &prog);
+  if (!code) code = keep_best(&s, &run);
   if (run.interrupted)
     fprintf(stderr, "backprop " CMD ": interrupted after %d epoch%s\n", run.epochs_done,
             run.epochs_done == 1 ? "" : "s");
@@ -705,6 +896,8 @@ int cli_cmd_train(int argc, char **argv) {
     out_code = cli_fail(CMD, "cannot write to standard output");
   cleanup(&s);
   cli_comm_end(&o.comm, code);
+  free(mean_str);
+  free(std_str);
 
   if (code) return code;
   if (run.numeric_failure || out_code) return CLI_EXIT_FAILURE;

@@ -50,6 +50,18 @@ void cli_json_train_result(FILE *f, const cli_run *run) {
   cli_json_number(f, run->train_cost);
   key(f, "train_accuracy", &first);
   cli_json_number(f, run->train_accuracy);
+  key(f, "task", &first);
+  cli_json_string(f, run->regression ? "regression" : "classification");
+  key(f, "test_mse", &first);
+  cli_json_number(f, run->test_mse);
+  key(f, "validation_cost", &first);
+  cli_json_number(f, run->val_cost);
+  key(f, "validation_accuracy", &first);
+  cli_json_number(f, run->val_accuracy);
+  key(f, "best_epoch", &first);
+  fprintf(f, "%d", run->best_epoch);
+  key(f, "stopped_early", &first);
+  fputs(run->stopped_early ? "true" : "false", f);
   key(f, "epochs", &first);
   fprintf(f, "%d", run->epochs_done);
   key(f, "seconds", &first);
@@ -130,6 +142,14 @@ void cli_json_train_result(FILE *f, const cli_run *run) {
     cli_json_number(f, e->test_cost);
     fputs(", \"test_accuracy\": ", f);
     cli_json_number(f, e->test_accuracy);
+    fputs(", \"test_mse\": ", f);
+    cli_json_number(f, e->test_mse);
+    fputs(", \"validation_cost\": ", f);
+    cli_json_number(f, e->val_cost);
+    fputs(", \"validation_accuracy\": ", f);
+    cli_json_number(f, e->val_accuracy);
+    fputs(", \"lr\": ", f);
+    cli_json_number(f, e->lr);
     fprintf(f, ", \"seconds\": %.3f}", e->seconds);
   }
   fputs("]}\n", f);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "model_meta.h"
 
 void cli_model_data_init(cli_model_data *md) {
   md->model = md->data = NULL;
@@ -106,6 +107,8 @@ int cli_model_data_load(const char *cmd, cli_model_data *md, int check_outputs,
       code = cli_fail(cmd, "%s has %d inputs and %d outputs per example but the model %s takes "
                            "%d and gives %d", md->data, (*data)->n_in, (*data)->n_out,
                       md->model, n_in, n_out);
+    /* --standardize: the model was trained on scaled inputs. */
+    if (!code) code = cli_model_scale_inputs(cmd, *ctx, md->model, *data);
   }
   if (code) {
     bp_data_free(*data);

@@ -105,10 +105,18 @@ void cli_progress_epoch(cli_progress *p, const cli_epoch *e) {
   char rate[32] = "-";
   if (e->train_seconds > 0) format_count(p->examples / e->train_seconds, rate, sizeof rate);
   int width = snprintf(NULL, 0, "%d", p->epochs);
-  fprintf(stderr, "epoch %*d/%d  train cost %.4f  train accuracy %.4f", width, e->epoch,
-          p->epochs, e->train_cost, e->train_accuracy);
-  if (!isnan(e->test_cost))
-    fprintf(stderr, "  test cost %.4f  test accuracy %.4f", e->test_cost, e->test_accuracy);
+  fprintf(stderr, "epoch %*d/%d  train cost %.4f", width, e->epoch, p->epochs, e->train_cost);
+  if (!isnan(e->train_accuracy)) fprintf(stderr, "  train accuracy %.4f", e->train_accuracy);
+  if (!isnan(e->val_cost)) {
+    fprintf(stderr, "  val cost %.4f", e->val_cost);
+    if (!isnan(e->val_mse)) fprintf(stderr, "  val mse %.4g", e->val_mse);
+    else if (!isnan(e->val_accuracy)) fprintf(stderr, "  val accuracy %.4f", e->val_accuracy);
+  }
+  if (!isnan(e->test_cost)) {
+    fprintf(stderr, "  test cost %.4f", e->test_cost);
+    if (!isnan(e->test_mse)) fprintf(stderr, "  test mse %.4g", e->test_mse);
+    else if (!isnan(e->test_accuracy)) fprintf(stderr, "  test accuracy %.4f", e->test_accuracy);
+  }
   fprintf(stderr, "  %.2f s  %s ex/s\n", e->seconds, rate);
   if (p->tty)
     draw_bar(p, e);

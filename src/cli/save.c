@@ -7,7 +7,7 @@
 
 #include "cli.h"
 
-#define MAX_META 20
+#define MAX_META 28
 
 typedef struct meta {
   const char *keys[MAX_META];
@@ -34,7 +34,9 @@ int cli_save_model(const char *cmd, const bp_network *net, const char *path, con
   meta m;
   memset(&m, 0, sizeof m);
   char buf[64];
-  snprintf(buf, sizeof buf, "%d", run->epochs_done);
+  /* With --init, the epochs of the model, not only of this run: what a
+   * later --init continues from. */
+  snprintf(buf, sizeof buf, "%d", run->epoch_offset + run->epochs_done);
   add(&m, "epochs", buf);
   snprintf(buf, sizeof buf, "%d", run->batch);
   add(&m, "batch", buf);
@@ -54,9 +56,23 @@ int cli_save_model(const char *cmd, const bp_network *net, const char *path, con
   add(&m, "date", buf);
   if (run->interrupted) add(&m, "interrupted", "true");
   if (run->classes) add(&m, "classes", run->classes);
+  if (run->optimizer) add(&m, "train_optimizer", run->optimizer);
+  if (run->best_epoch > 0) {
+    snprintf(buf, sizeof buf, "%d", run->epoch_offset + run->best_epoch);
+    add(&m, "best_epoch", buf);
+  }
+  /* --standardize: one number per input, read back by eval and predict
+   * (model_meta.h); ASCII, so the sanitized copy is the string itself. */
+  const char *keys_extra[2] = {"input_mean", "input_std"};
+  const char *vals_extra[2] = {run->input_mean, run->input_std};
+  for (int i = 0; i < 2 && vals_extra[i] && m.n < MAX_META; ++i)
+    add(&m, keys_extra[i], vals_extra[i]);
 
   int code = 0;
-  bp_status st = bp_network_save_ex(net, path, m.n, m.keys, (const char *const *)m.values);
+  bp_status st = run->save_optimizer
+                     ? bp_network_save_with_state(net, path, m.n, m.keys,
+                                                  (const char *const *)m.values)
+                     : bp_network_save_ex(net, path, m.n, m.keys, (const char *const *)m.values);
   if (st != BP_OK)
     code = cli_fail(cmd, "cannot save the model to %s: %s", path,
                     bp_context_last_error(bp_network_context(net)));

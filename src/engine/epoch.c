@@ -17,9 +17,10 @@
 #define EVAL_CHUNK 8192
 
 /* The epoch permutation: perm[0..n) = 0..n-1 shuffled by Fisher-Yates from
- * shuffle_seed. */
+ * shuffle_seed; BP_SHUFFLE_NONE (backprop.h) keeps the examples in order. */
 static void epoch_permutation(int32_t *perm, int n, uint64_t shuffle_seed) {
   for (int i = 0; i < n; ++i) perm[i] = i;
+  if (shuffle_seed == BP_SHUFFLE_NONE) return;
   bp_rng rng;
   bp_rng_seed(&rng, shuffle_seed);
   for (int i = n - 1; i > 0; --i) {

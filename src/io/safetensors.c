@@ -33,8 +33,12 @@
  * around the parse is the price of using it. */
 static pthread_mutex_t cjson_parse_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Keys the library writes; "optimizer" also reserves every "optimizer.*". */
 static const char *const reserved_meta[] = {"format", "backprop_version", "activation", "cost",
-                                            "sizes"};
+                                            "sizes",  "optimizer"};
+
+/* Optimizer state slots per kind: at most two (bp_optimizer_state_slot_name). */
+#define ST_MAX_SLOTS 2
 
 /* ---- Shared helpers ------------------------------------------------------ */
 
@@ -119,7 +123,15 @@ typedef struct st_model {
   int n_layers;
   st_tensor *weight, *bias; /* n_layers each */
   int *sizes;               /* n_layers + 1 */
-  size_t n_params;
+  size_t n_params;          /* weights and biases */
+  bp_activation *acts;      /* n_layers, from the metadata (sigmoid without it) */
+  bp_cost cost;             /* from the metadata (quadratic without it) */
+  /* Optimizer state ("optimizer" metadata; tensors optimizer.<slot>.layers.<i>.*). */
+  int has_opt;
+  bp_optimizer_config opt;
+  int64_t opt_step;
+  int n_opt_slots;                                   /* slots with tensors: 0 .. n_opt_slots-1 */
+  st_tensor *opt_weight[ST_MAX_SLOTS], *opt_bias[ST_MAX_SLOTS]; /* n_layers each */
 } st_model;
 
 static void st_model_free(st_model *m) {
@@ -127,6 +139,11 @@ static void st_model_free(st_model *m) {
   free(m->weight);
   free(m->bias);
   free(m->sizes);
+  free(m->acts);
+  for (int k = 0; k < ST_MAX_SLOTS; ++k) {
+    free(m->opt_weight[k]);
+    free(m->opt_bias[k]);
+  }
   memset(m, 0, sizeof *m);
 }
 
@@ -198,6 +215,24 @@ static int parse_layer_key(const char *k, int *layer, int *is_bias) {
     return 0;
   }
   *layer = (int)v;
+  return 1;
+}
+
+/* "optimizer.<slot>.layers.<i>.weight|bias": *slot is the index of <slot>
+ * among the state slots of kind (-1: not a slot name of kind). Returns 0
+ * when k does not start with "optimizer.". */
+static int parse_opt_key(const char *k, bp_optimizer kind, int has_kind, int *slot, int *layer,
+                         int *is_bias) {
+  if (strncmp(k, "optimizer.", 10) != 0) return 0;
+  const char *name = k + 10, *dot = strstr(name, ".layers.");
+  *slot = -1;
+  *layer = -1;
+  if (!dot || !parse_layer_key(dot + 1, layer, is_bias)) return 1;
+  for (int s = 0; has_kind && s < ST_MAX_SLOTS; ++s) {
+    const char *sn = bp_optimizer_state_slot_name(kind, s);
+    if (sn && strlen(sn) == (size_t)(dot - name) && strncmp(sn, name, (size_t)(dot - name)) == 0)
+      *slot = s;
+  }
   return 1;
 }
 
@@ -291,12 +326,19 @@ static int cmp_tensor_begin(const void *a, const void *b) {
 }
 
 static bp_status check_coverage(bp_context *ctx, const st_model *m) {
-  size_t n = (size_t)m->n_layers * 2;
+  size_t n = (size_t)m->n_layers * 2 * (1 + (size_t)m->n_opt_slots);
   const st_tensor **order = malloc(n * sizeof *order);
   if (!order) return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: out of memory", m->name);
+  size_t k = 0;
   for (int i = 0; i < m->n_layers; ++i) {
-    order[2 * i] = &m->weight[i];
-    order[2 * i + 1] = &m->bias[i];
+    order[k++] = &m->weight[i];
+    order[k++] = &m->bias[i];
+  }
+  for (int sl = 0; sl < m->n_opt_slots; ++sl) {
+    for (int i = 0; i < m->n_layers; ++i) {
+      order[k++] = &m->opt_weight[sl][i];
+      order[k++] = &m->opt_bias[sl][i];
+    }
   }
   qsort(order, n, sizeof *order, cmp_tensor_begin);
   bp_status st = BP_OK;
@@ -341,18 +383,86 @@ static bp_status check_metadata(bp_context *ctx, st_model *m, const cJSON *meta)
   return BP_OK;
 }
 
-/* What the metadata says must agree with the tensors; an activation or cost
- * this version does not implement would silently compute something else. */
-static bp_status check_metadata_semantics(bp_context *ctx, const st_model *m) {
+/* One number of the optimizer's metadata ("optimizer.<field>"), when present. */
+static bp_status meta_number(bp_context *ctx, const st_model *m, const char *field, double *out) {
+  char key[48];
+  snprintf(key, sizeof key, "optimizer.%s", field);
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(m->meta, key);
+  if (!it) return BP_OK;
+  char *end = NULL;
+  double v = strtod(it->valuestring, &end);
+  if (end == it->valuestring || *end != '\0' || !isfinite(v))
+    return bp_error(ctx, BP_ERR_FORMAT, "%s: byte %zu: metadata \"%s\" = \"%s\" is not a number",
+                    m->name, key_offset(m, key, 0), key, it->valuestring);
+  *out = v;
+  return BP_OK;
+}
+
+/* "activation": one name for every layer (the seed's files: "sigmoid") or
+ * one name per weight layer, comma-separated ("relu,relu,softmax"). */
+static bp_status parse_activations(bp_context *ctx, st_model *m, const char *text) {
+  size_t off = key_offset(m, "activation", 0);
+  int n = 1;
+  for (const char *p = text; *p; ++p) n += *p == ',';
+  if (n != 1 && n != m->n_layers)
+    return bp_error(ctx, BP_ERR_FORMAT,
+                    "%s: byte %zu: metadata activation \"%s\" names %d activations for %d weight "
+                    "layers (give one, or one per layer)",
+                    m->name, off, text, n, m->n_layers);
+  const char *p = text;
+  for (int i = 0; i < n; ++i) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    char name[32];
+    bp_activation a;
+    if (len >= sizeof name || (memcpy(name, p, len), name[len] = '\0',
+                               bp_activation_parse(name, &a) != BP_OK))
+      return bp_error(ctx, BP_ERR_FORMAT,
+                      "%s: byte %zu: unknown activation \"%.*s\" in metadata activation \"%s\" "
+                      "(known: sigmoid, tanh, relu, identity, softmax)",
+                      m->name, off, (int)(len > 40 ? 40 : len), p, text);
+    if (n == 1) {
+      for (int j = 0; j < m->n_layers; ++j) m->acts[j] = a;
+    } else {
+      m->acts[i] = a;
+    }
+    p = e ? e + 1 : p + len;
+  }
+  for (int i = 0; i + 1 < m->n_layers; ++i) {
+    if (m->acts[i] == BP_ACTIVATION_SOFTMAX)
+      return bp_error(ctx, BP_ERR_FORMAT,
+                      "%s: byte %zu: metadata activation \"%s\": softmax on hidden layer %d; "
+                      "softmax is only allowed on the output layer",
+                      m->name, off, text, i);
+  }
+  return BP_OK;
+}
+
+/* What the metadata says must agree with the tensors, and name only what
+ * this version implements: a file that would silently compute something
+ * else is malformed. Without "activation" and "cost" (older files) the
+ * network is the seed's: sigmoid everywhere, quadratic cost. */
+static bp_status check_metadata_semantics(bp_context *ctx, st_model *m) {
+  m->acts = malloc((size_t)m->n_layers * sizeof *m->acts);
+  if (!m->acts) return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: out of memory", m->name);
+  for (int i = 0; i < m->n_layers; ++i) m->acts[i] = BP_ACTIVATION_SIGMOID;
+  m->cost = BP_COST_QUADRATIC;
   if (!m->meta) return BP_OK;
+  bp_status st;
   const cJSON *act = cJSON_GetObjectItemCaseSensitive(m->meta, "activation");
-  if (act && strcmp(act->valuestring, "sigmoid") != 0)
-    return bp_error(ctx, BP_ERR_UNSUPPORTED, "%s: byte %zu: activation \"%s\" is not supported",
-                    m->name, key_offset(m, "activation", 0), act->valuestring);
+  if (act && (st = parse_activations(ctx, m, act->valuestring)) != BP_OK) return st;
   const cJSON *cost = cJSON_GetObjectItemCaseSensitive(m->meta, "cost");
-  if (cost && strcmp(cost->valuestring, "quadratic") != 0)
-    return bp_error(ctx, BP_ERR_UNSUPPORTED, "%s: byte %zu: cost \"%s\" is not supported", m->name,
+  if (cost && bp_cost_parse(cost->valuestring, &m->cost) != BP_OK)
+    return bp_error(ctx, BP_ERR_FORMAT,
+                    "%s: byte %zu: unknown cost \"%s\" (known: quadratic, cross-entropy)", m->name,
                     key_offset(m, "cost", 0), cost->valuestring);
+  bp_activation out = m->acts[m->n_layers - 1];
+  if (m->cost == BP_COST_CROSS_ENTROPY && out != BP_ACTIVATION_SOFTMAX &&
+      out != BP_ACTIVATION_SIGMOID)
+    return bp_error(ctx, BP_ERR_FORMAT,
+                    "%s: byte %zu: cost cross-entropy needs a softmax or sigmoid output layer, "
+                    "not %s",
+                    m->name, key_offset(m, "cost", 0), bp_activation_name(out));
   const cJSON *sizes = cJSON_GetObjectItemCaseSensitive(m->meta, "sizes");
   if (sizes) {
     const char *p = sizes->valuestring;
@@ -368,6 +478,72 @@ static bp_status check_metadata_semantics(bp_context *ctx, const st_model *m) {
       return bp_error(ctx, BP_ERR_FORMAT,
                       "%s: byte %zu: metadata sizes \"%s\" disagree with the tensor shapes",
                       m->name, key_offset(m, "sizes", 0), sizes->valuestring);
+  }
+  if (m->has_opt) {
+    bp_optimizer_config *c = &m->opt;
+    double nesterov = c->nesterov, step = 0;
+    if ((st = meta_number(ctx, m, "momentum", &c->momentum)) != BP_OK ||
+        (st = meta_number(ctx, m, "nesterov", &nesterov)) != BP_OK ||
+        (st = meta_number(ctx, m, "weight_decay", &c->weight_decay)) != BP_OK ||
+        (st = meta_number(ctx, m, "beta1", &c->beta1)) != BP_OK ||
+        (st = meta_number(ctx, m, "beta2", &c->beta2)) != BP_OK ||
+        (st = meta_number(ctx, m, "eps", &c->eps)) != BP_OK ||
+        (st = meta_number(ctx, m, "eta_minus", &c->eta_minus)) != BP_OK ||
+        (st = meta_number(ctx, m, "eta_plus", &c->eta_plus)) != BP_OK ||
+        (st = meta_number(ctx, m, "step_min", &c->step_min)) != BP_OK ||
+        (st = meta_number(ctx, m, "step_max", &c->step_max)) != BP_OK ||
+        (st = meta_number(ctx, m, "step", &step)) != BP_OK)
+      return st;
+    if (!(step >= 0 && step <= ST_MAX_INT && step == floor(step)))
+      return bp_error(ctx, BP_ERR_FORMAT,
+                      "%s: byte %zu: metadata optimizer.step is not a non-negative integer",
+                      m->name, key_offset(m, "optimizer.step", 0));
+    if (nesterov != 0 && nesterov != 1)
+      return bp_error(ctx, BP_ERR_FORMAT, "%s: byte %zu: metadata optimizer.nesterov is not 0 or 1",
+                      m->name, key_offset(m, "optimizer.nesterov", 0));
+    c->nesterov = (int)nesterov;
+    m->opt_step = (int64_t)step;
+  }
+  return BP_OK;
+}
+
+/* The optimizer state tensors: every slot 0 .. n_opt_slots-1 complete, each
+ * tensor in the shape of the parameter it belongs to. */
+static bp_status parse_opt_tensors(bp_context *ctx, st_model *m) {
+  for (int sl = 0; sl < m->n_opt_slots; ++sl) {
+    m->opt_weight[sl] = calloc((size_t)m->n_layers, sizeof(st_tensor));
+    m->opt_bias[sl] = calloc((size_t)m->n_layers, sizeof(st_tensor));
+    if (!m->opt_weight[sl] || !m->opt_bias[sl])
+      return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: out of memory", m->name);
+  }
+  for (const cJSON *c = m->root->child; c; c = c->next) {
+    int layer, is_bias, slot;
+    if (!parse_opt_key(c->string, m->opt.kind, m->has_opt, &slot, &layer, &is_bias)) continue;
+    if (layer >= m->n_layers)
+      return bp_error(ctx, BP_ERR_FORMAT,
+                      "%s: byte %zu: tensor \"%s\": the network has only %d weight layers",
+                      m->name, key_offset(m, c->string, 0), c->string, m->n_layers);
+    st_tensor *t = is_bias ? &m->opt_bias[slot][layer] : &m->opt_weight[slot][layer];
+    bp_status st = parse_tensor(ctx, m, c, t);
+    if (st != BP_OK) return st;
+    const st_tensor *p = is_bias ? &m->bias[layer] : &m->weight[layer];
+    if (t->rank != p->rank || t->shape[0] != p->shape[0] ||
+        (p->rank == 2 && t->shape[1] != p->shape[1]))
+      return bp_error(ctx, BP_ERR_FORMAT,
+                      "%s: byte %zu: tensor \"%s\" does not have the shape of \"%s\"", m->name,
+                      key_offset(m, c->string, 0), c->string, p->key);
+  }
+  for (int sl = 0; sl < m->n_opt_slots; ++sl) {
+    for (int i = 0; i < m->n_layers; ++i) {
+      for (int b = 0; b < 2; ++b) {
+        if ((b ? m->opt_bias[sl] : m->opt_weight[sl])[i].present) continue;
+        return bp_error(ctx, BP_ERR_FORMAT,
+                        "%s: byte 8: optimizer state tensor \"optimizer.%s.layers.%d.%s\" is "
+                        "missing",
+                        m->name, bp_optimizer_state_slot_name(m->opt.kind, sl), i,
+                        b ? "bias" : "weight");
+      }
+    }
   }
   return BP_OK;
 }
@@ -420,18 +596,43 @@ static bp_status parse_header(bp_context *ctx, const char *name, const unsigned 
    * bounds the arrays below by the header's own size. */
   size_t n_tensors = 0;
   int max_layer = -1;
+  const cJSON *meta_item = cJSON_GetObjectItemCaseSensitive(m->root, "__metadata__");
+  if (meta_item && (st = check_metadata(ctx, m, meta_item)) != BP_OK) return st;
+  /* The optimizer named in the metadata says which state tensors may follow. */
+  const cJSON *opt_name = m->meta ? cJSON_GetObjectItemCaseSensitive(m->meta, "optimizer") : NULL;
+  if (opt_name) {
+    bp_optimizer kind;
+    if (bp_optimizer_parse(opt_name->valuestring, &kind) != BP_OK)
+      return bp_error(ctx, BP_ERR_FORMAT,
+                      "%s: byte %zu: unknown optimizer \"%s\" (known: sgd, adam, adamw, rprop)",
+                      name, key_offset(m, "optimizer", 0), opt_name->valuestring);
+    m->has_opt = 1;
+    bp_optimizer_config_init(&m->opt, kind);
+  }
   for (const cJSON *c = m->root->child; c; c = c->next) {
-    int layer, is_bias;
+    int layer, is_bias, slot;
     if (strcmp(c->string, "__metadata__") == 0) {
-      st = check_metadata(ctx, m, c);
-      if (st != BP_OK) return st;
+      continue;
     } else if (parse_layer_key(c->string, &layer, &is_bias)) {
       ++n_tensors;
       if (layer > max_layer) max_layer = layer;
+    } else if (parse_opt_key(c->string, m->opt.kind, m->has_opt, &slot, &layer, &is_bias)) {
+      if (!m->has_opt)
+        return bp_error(ctx, BP_ERR_FORMAT,
+                        "%s: byte %zu: optimizer state tensor \"%s\" but no \"optimizer\" in "
+                        "the metadata",
+                        name, key_offset(m, c->string, 0), c->string);
+      if (slot < 0)
+        return bp_error(ctx, BP_ERR_FORMAT,
+                        "%s: byte %zu: tensor \"%s\" is not a state tensor of optimizer %s "
+                        "(optimizer.<slot>.layers.<i>.weight|bias)",
+                        name, key_offset(m, c->string, 0), c->string,
+                        bp_optimizer_name(m->opt.kind));
+      if (slot + 1 > m->n_opt_slots) m->n_opt_slots = slot + 1;
     } else {
       return bp_error(ctx, BP_ERR_FORMAT,
                       "%s: byte %zu: unknown key \"%s\" (expected layers.<i>.weight, "
-                      "layers.<i>.bias or __metadata__)",
+                      "layers.<i>.bias, optimizer.<slot>.layers.<i>.weight|bias or __metadata__)",
                       name, key_offset(m, c->string, 0), c->string);
     }
   }
@@ -501,10 +702,14 @@ static bp_status parse_header(bp_context *ctx, const char *name, const unsigned 
                       key_offset(m, b->key, 0), b->key, (unsigned long long)b->shape[0], w->key,
                       (unsigned long long)w->shape[0]);
   }
+  st = parse_opt_tensors(ctx, m);
+  if (st != BP_OK) return st;
   st = check_coverage(ctx, m);
   if (st != BP_OK) return st;
   /* Every tensor is inside data_len bytes, without overlap: the sum fits. */
-  m->n_params = (size_t)(data_len / 4);
+  m->n_params = 0;
+  for (int i = 0; i < m->n_layers; ++i)
+    m->n_params += (size_t)m->sizes[i + 1] * ((size_t)m->sizes[i] + 1);
   return check_metadata_semantics(ctx, m);
 }
 
@@ -536,14 +741,14 @@ static bp_status parse_buffer(bp_context *ctx, const char *name, const unsigned 
   return parse_header(ctx, name, p + 8, (size_t)n, (uint64_t)(len - 8 - (size_t)n), m);
 }
 
-/* Decodes every tensor into params (layer i's W then b, in layer order),
- * rejecting non-finite values. */
-static bp_status decode_params(bp_context *ctx, const st_model *m, const unsigned char *data,
-                               float *params) {
+/* Decodes the tensors weight[i], bias[i] into params (layer i's W then b, in
+ * layer order: the parameters' layout), rejecting non-finite values. */
+static bp_status decode_tensors(bp_context *ctx, const st_model *m, const unsigned char *data,
+                                const st_tensor *weight, const st_tensor *bias, float *params) {
   size_t k = 0;
   for (int i = 0; i < m->n_layers; ++i) {
     for (int b = 0; b < 2; ++b) {
-      const st_tensor *t = b ? &m->bias[i] : &m->weight[i];
+      const st_tensor *t = b ? &bias[i] : &weight[i];
       const unsigned char *p = data + t->begin;
       size_t count = (size_t)((t->end - t->begin) / 4);
       for (size_t j = 0; j < count; ++j, ++k) {
@@ -557,6 +762,36 @@ static bp_status decode_params(bp_context *ctx, const st_model *m, const unsigne
     }
   }
   return BP_OK;
+}
+
+static bp_status decode_params(bp_context *ctx, const st_model *m, const unsigned char *data,
+                               float *params) {
+  return decode_tensors(ctx, m, data, m->weight, m->bias, params);
+}
+
+/* Gives net the file's optimizer, its hyperparameters, state and step. */
+static bp_status restore_optimizer(bp_context *ctx, const st_model *m, const unsigned char *data,
+                                   bp_network *net) {
+  bp_status st = bp_network_set_optimizer(net, &m->opt);
+  if (st != BP_OK)
+    return bp_error(ctx, BP_ERR_FORMAT, "%s: byte %zu: the optimizer metadata is not valid: %s",
+                    m->name, key_offset(m, "optimizer", 0), bp_context_last_error(ctx));
+  int slots = bp_network_optimizer_state_slots(net);
+  if (slots != m->n_opt_slots)
+    return bp_error(ctx, BP_ERR_FORMAT,
+                    "%s: byte %zu: optimizer %s as configured keeps %d state tensor%s per "
+                    "parameter but the file has %d",
+                    m->name, key_offset(m, "optimizer", 0), bp_optimizer_name(m->opt.kind), slots,
+                    slots == 1 ? "" : "s", m->n_opt_slots);
+  size_t count = (size_t)slots * m->n_params;
+  float *state = malloc(count ? count * sizeof(float) : 1);
+  if (!state) return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: out of memory", m->name);
+  for (int sl = 0; st == BP_OK && sl < slots; ++sl)
+    st = decode_tensors(ctx, m, data, m->opt_weight[sl], m->opt_bias[sl],
+                        state + (size_t)sl * m->n_params);
+  if (st == BP_OK) st = bp_network_set_optimizer_state(net, state, count, m->opt_step);
+  free(state);
+  return st;
 }
 
 static size_t layer_weights(const st_model *m, int i) {
@@ -577,15 +812,22 @@ bp_status bp_network_load_buffer(bp_context *ctx, const void *data, size_t len, 
     params = malloc(m.n_params ? m.n_params * sizeof(float) : 1);
     if (!params) st = bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: out of memory", name);
   }
-  if (st == BP_OK)
-    st = decode_params(ctx, &m, (const unsigned char *)data + 8 + m.header_len, params);
-  if (st == BP_OK) st = bp_network_create(ctx, m.n_layers + 1, m.sizes, 0, &net);
+  const unsigned char *tensor_data = (const unsigned char *)data + 8 + m.header_len;
+  if (st == BP_OK) st = decode_params(ctx, &m, tensor_data, params);
+  if (st == BP_OK) {
+    bp_network_desc desc;
+    bp_network_desc_init(&desc, m.n_layers + 1, m.sizes, 0);
+    desc.activations = m.acts;
+    desc.cost = m.cost;
+    st = bp_network_create_ex(ctx, &desc, &net);
+  }
   size_t k = 0;
   for (int i = 0; st == BP_OK && i < m.n_layers; ++i) {
     size_t nw = layer_weights(&m, i);
     st = bp_network_set_layer(net, i, params + k, params + k + nw);
     k += nw + (size_t)m.sizes[i + 1];
   }
+  if (st == BP_OK && m.has_opt) st = restore_optimizer(ctx, &m, tensor_data, net);
   free(params);
   st_model_free(&m);
   if (st != BP_OK) {
@@ -825,7 +1067,7 @@ static bp_status check_meta_args(bp_context *ctx, const char *path, int n_meta,
       return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "%s: metadata entry %d is not valid UTF-8",
                       path, i);
     for (size_t r = 0; r < sizeof reserved_meta / sizeof *reserved_meta; ++r) {
-      if (strcmp(keys[i], reserved_meta[r]) == 0)
+      if (strcmp(keys[i], reserved_meta[r]) == 0 || strncmp(keys[i], "optimizer.", 10) == 0)
         return bp_error(ctx, BP_ERR_INVALID_ARGUMENT,
                         "%s: metadata key \"%s\" is reserved (written by the library)", path,
                         keys[i]);
@@ -840,16 +1082,84 @@ static bp_status check_meta_args(bp_context *ctx, const char *path, int n_meta,
 }
 
 /* Builds the whole file in memory: header JSON, padding, little-endian data. */
+/* "sigmoid" when every layer has the same activation (as the seed wrote),
+ * else one name per layer: "relu,relu,softmax". malloc'd; NULL when out of
+ * memory. */
+static char *activation_string(const bp_network *net) {
+  int L = bp_network_n_layers(net), same = 1;
+  for (int i = 1; i < L; ++i)
+    same = same && bp_network_get_activation(net, i) == bp_network_get_activation(net, 0);
+  size_t cap = (size_t)L * 12 + 1, len = 0;
+  char *s = malloc(cap);
+  if (!s) return NULL;
+  s[0] = '\0';
+  for (int i = 0; i < (same ? 1 : L); ++i)
+    len += (size_t)snprintf(s + len, cap - len, i ? ",%s" : "%s",
+                            bp_activation_name(bp_network_get_activation(net, i)));
+  return s;
+}
+
+/* The optimizer's metadata: its name, step count and the hyperparameters of
+ * its kind, printed so that they read back exactly (%.17g). */
+static int add_optimizer_meta(cJSON *meta, const bp_optimizer_config *c, int64_t step) {
+  char v[40];
+  int ok = cJSON_AddStringToObject(meta, "optimizer", bp_optimizer_name(c->kind)) != NULL;
+  snprintf(v, sizeof v, "%lld", (long long)step);
+  ok = ok && cJSON_AddStringToObject(meta, "optimizer.step", v);
+  struct {
+    const char *key;
+    double value;
+    int used;
+  } f[] = {
+      {"optimizer.momentum", c->momentum, c->kind == BP_OPTIMIZER_SGD},
+      {"optimizer.nesterov", c->nesterov, c->kind == BP_OPTIMIZER_SGD},
+      {"optimizer.weight_decay", c->weight_decay, c->kind != BP_OPTIMIZER_RPROP},
+      {"optimizer.beta1", c->beta1, c->kind == BP_OPTIMIZER_ADAM || c->kind == BP_OPTIMIZER_ADAMW},
+      {"optimizer.beta2", c->beta2, c->kind == BP_OPTIMIZER_ADAM || c->kind == BP_OPTIMIZER_ADAMW},
+      {"optimizer.eps", c->eps, c->kind == BP_OPTIMIZER_ADAM || c->kind == BP_OPTIMIZER_ADAMW},
+      {"optimizer.eta_minus", c->eta_minus, c->kind == BP_OPTIMIZER_RPROP},
+      {"optimizer.eta_plus", c->eta_plus, c->kind == BP_OPTIMIZER_RPROP},
+      {"optimizer.step_min", c->step_min, c->kind == BP_OPTIMIZER_RPROP},
+      {"optimizer.step_max", c->step_max, c->kind == BP_OPTIMIZER_RPROP},
+  };
+  for (size_t i = 0; ok && i < sizeof f / sizeof *f; ++i) {
+    if (!f[i].used) continue;
+    snprintf(v, sizeof v, "%.17g", f[i].value);
+    ok = cJSON_AddStringToObject(meta, f[i].key, v) != NULL;
+  }
+  return ok;
+}
+
 static bp_status build_file(bp_context *ctx, const bp_network *net, const char *path, int n_meta,
-                            const char *const *keys, const char *const *values, unsigned char **out,
-                            size_t *out_len) {
+                            const char *const *keys, const char *const *values, int with_state,
+                            unsigned char **out, size_t *out_len) {
   int L = bp_network_n_layers(net);
   bp_status st = BP_OK;
   cJSON *root = cJSON_CreateObject();
   char *json = NULL;
-  float *tmp = NULL;
+  float *tmp = NULL, *state = NULL;
   unsigned char *buf = NULL;
   if (!root) return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+  bp_optimizer_config opt;
+  opt.struct_size = sizeof opt;
+  int slots = 0;
+  int64_t step = 0;
+  size_t n_params = bp_network_parameter_count(net);
+  if (with_state) {
+    st = bp_network_get_optimizer(net, &opt);
+    slots = bp_network_optimizer_state_slots(net);
+    if (st == BP_OK && slots > 0) {
+      state = malloc((size_t)slots * n_params * sizeof(float));
+      if (!state) st = bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    }
+    if (st == BP_OK)
+      st = bp_network_get_optimizer_state(net, state, (size_t)slots * n_params, &step);
+    if (st != BP_OK) {
+      cJSON_Delete(root);
+      free(state);
+      return st;
+    }
+  }
 
   size_t pos = 0, max_layer = 0;
   for (int i = 0; i < L && st == BP_OK; ++i) {
@@ -870,6 +1180,28 @@ static bp_status build_file(bp_context *ctx, const bp_network *net, const char *
     pos += 4 * (size_t)outw;
     if (!ok) st = bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
   }
+  /* The optimizer state after the parameters, slot by slot, each in the
+   * parameters' layout: optimizer.<slot>.layers.<i>.weight / .bias. */
+  for (int sl = 0; sl < slots && st == BP_OK; ++sl) {
+    const char *sn = bp_optimizer_state_slot_name(opt.kind, sl);
+    if ((size_t)4 * n_params > SIZE_MAX - pos) {
+      st = bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: model too large to save", path);
+      break;
+    }
+    for (int i = 0; i < L && st == BP_OK; ++i) {
+      int in = bp_network_size(net, i), outw = bp_network_size(net, i + 1);
+      size_t nw = (size_t)in * (size_t)outw;
+      char key[80];
+      int wshape[2] = {outw, in};
+      snprintf(key, sizeof key, "optimizer.%s.layers.%d.weight", sn, i);
+      int ok = add_tensor(root, key, 2, wshape, pos, pos + 4 * nw) == BP_OK;
+      pos += 4 * nw;
+      snprintf(key, sizeof key, "optimizer.%s.layers.%d.bias", sn, i);
+      ok = ok && add_tensor(root, key, 1, &outw, pos, pos + 4 * (size_t)outw) == BP_OK;
+      pos += 4 * (size_t)outw;
+      if (!ok) st = bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    }
+  }
   /* "784,100,10": at most 10 characters per width. */
   char *sizes_str = NULL;
   if (st == BP_OK) {
@@ -882,19 +1214,22 @@ static bp_status build_file(bp_context *ctx, const bp_network *net, const char *
         sl += (size_t)snprintf(sizes_str + sl, cap - sl, i ? ",%d" : "%d", bp_network_size(net, i));
     }
   }
+  char *act_str = st == BP_OK ? activation_string(net) : NULL;
   if (st == BP_OK) {
     cJSON *meta = cJSON_CreateObject();
-    int ok = meta && cJSON_AddItemToObject(root, "__metadata__", meta);
+    int ok = act_str && meta && cJSON_AddItemToObject(root, "__metadata__", meta);
     if (!ok) cJSON_Delete(meta);
     ok = ok && cJSON_AddStringToObject(meta, "format", "backprop");
     ok = ok && cJSON_AddStringToObject(meta, "backprop_version", bp_version_string());
-    ok = ok && cJSON_AddStringToObject(meta, "activation", "sigmoid");
-    ok = ok && cJSON_AddStringToObject(meta, "cost", "quadratic");
+    ok = ok && cJSON_AddStringToObject(meta, "activation", act_str);
+    ok = ok && cJSON_AddStringToObject(meta, "cost", bp_cost_name(bp_network_get_cost(net)));
     ok = ok && cJSON_AddStringToObject(meta, "sizes", sizes_str);
+    if (with_state) ok = ok && add_optimizer_meta(meta, &opt, step);
     for (int i = 0; ok && i < n_meta; ++i)
       ok = cJSON_AddStringToObject(meta, keys[i], values[i]) != NULL;
     if (!ok) st = bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
   }
+  free(act_str);
   free(sizes_str);
   if (st == BP_OK) {
     json = cJSON_PrintUnformatted(root);
@@ -926,9 +1261,12 @@ static bp_status build_file(bp_context *ctx, const bp_network *net, const char *
     st = bp_network_get_layer(net, i, tmp, tmp + (n - outw));
     for (size_t j = 0; st == BP_OK && j < n; ++j, p += 4) put_le_f32(p, tmp[j]);
   }
+  for (size_t j = 0; st == BP_OK && j < (size_t)slots * n_params; ++j, p += 4)
+    put_le_f32(p, state[j]);
   cJSON_free(json);
   cJSON_Delete(root);
   free(tmp);
+  free(state);
   if (st != BP_OK) {
     free(buf);
     return st;
@@ -938,8 +1276,9 @@ static bp_status build_file(bp_context *ctx, const bp_network *net, const char *
   return BP_OK;
 }
 
-bp_status bp_network_save_ex(const bp_network *net, const char *path, int n_meta,
-                             const char *const *meta_keys, const char *const *meta_values) {
+static bp_status save(const bp_network *net, const char *path, int n_meta,
+                      const char *const *meta_keys, const char *const *meta_values,
+                      int with_state) {
   bp_context *ctx = bp_network_context(net);
   if (!net || !path)
     return bp_error(ctx, BP_ERR_INVALID_ARGUMENT, "bp_network_save: NULL argument");
@@ -947,11 +1286,22 @@ bp_status bp_network_save_ex(const bp_network *net, const char *path, int n_meta
   if (st != BP_OK) return st;
   unsigned char *buf = NULL;
   size_t len = 0;
-  st = build_file(ctx, net, path, n_meta, meta_keys, meta_values, &buf, &len);
+  st = build_file(ctx, net, path, n_meta, meta_keys, meta_values, with_state, &buf, &len);
   if (st != BP_OK) return st;
   st = bp_io_atomic_write(ctx, path, buf, len);
   free(buf);
   return st;
+}
+
+bp_status bp_network_save_ex(const bp_network *net, const char *path, int n_meta,
+                             const char *const *meta_keys, const char *const *meta_values) {
+  return save(net, path, n_meta, meta_keys, meta_values, 0);
+}
+
+bp_status bp_network_save_with_state(const bp_network *net, const char *path, int n_meta,
+                                     const char *const *meta_keys,
+                                     const char *const *meta_values) {
+  return save(net, path, n_meta, meta_keys, meta_values, 1);
 }
 
 bp_status bp_network_save(const bp_network *net, const char *path) {
