@@ -1,6 +1,7 @@
 /*
- * backprop.h - train fully-connected sigmoid networks by backpropagation,
- * on an NVIDIA GPU (CUDA + cuBLAS) or on the CPU (BLAS), behind one C API.
+ * backprop.h - train fully-connected networks by backpropagation,
+ * on NVIDIA GPUs (CUDA + cuBLAS) or on the CPU (BLAS), behind one C API, on one
+ * device or data-parallel across ranks.
  *
  * The math every backend implements (the contract):
  *   sizes s[0] .. s[L]; weight layer i (0-based, i = 0 .. L-1) maps s[i] inputs
