@@ -52,9 +52,13 @@ extern float expf(float) __attribute__((simd("notinbranch")));
  * any thread count. Results depend on the thread count only through the
  * BLAS (README "CPU backend: threads and speed"). */
 
-/* Below this many elements a pass runs on the calling thread: waking the
- * pool costs more than the work. */
-enum { PAR_MIN = 16384, ROW_CHUNK = 16 };
+/* Below these many elements a pass runs on the calling thread: waking the
+ * pool costs more than the work, and on a loaded machine far more (a region
+ * waits for a thread the OS has not scheduled; bench/NOTES.md section 11).
+ * PAR_MIN for the passes that compute (a sigmoid, a product of errors),
+ * PAR_MIN_COPY for those that only move memory (gather, update, rounding).
+ * At the main job's batch 32 every pass stays on one thread. */
+enum { PAR_MIN = 65536, PAR_MIN_COPY = 262144, ROW_CHUNK = 16 };
 
 typedef struct cpu_net {
   float *params;
@@ -193,7 +197,7 @@ static size_t span(int rows, int cols, int ld) {
 
 /* dst[i] = src[i] rounded to the mode's input precision. */
 static void round_operand(float *dst, const float *src, size_t count, bp_math_mode mode) {
-  const int par = count >= PAR_MIN;
+  const int par = count >= PAR_MIN_COPY;
   (void)par;
   if (mode == BP_MATH_BF16) {
     BP_OMP("omp parallel for schedule(static) if(par)")
@@ -441,7 +445,7 @@ static double backward_core(bp_network *net, const float *A0, const float *Y, in
  * parameter changes, so a refused update changes nothing. (A sum of zeros
  * and NaNs: the order does not change whether it is 0.) */
 static int update_is_finite(const cpu_net *c, size_t count, float lr) {
-  const int par = count >= PAR_MIN;
+  const int par = count >= PAR_MIN_COPY;
   (void)par;
   float acc = 0.0f;
   BP_OMP("omp parallel for schedule(static) reduction(+ : acc) if(par)")
@@ -450,7 +454,7 @@ static int update_is_finite(const cpu_net *c, size_t count, float lr) {
 }
 
 static void apply_update(cpu_net *c, size_t count, float lr) {
-  const int par = count >= PAR_MIN;
+  const int par = count >= PAR_MIN_COPY;
   (void)par;
   float *p = c->params;
   const float *g = c->grads;
@@ -516,7 +520,7 @@ static bp_status cpu_stage(bp_network *net, const bp_epoch_source *src, int star
   const float *X = d ? d->X : src->X, *Y = d ? d->Y : src->Y;
   const size_t in = (size_t)net->sizes[0], width = (size_t)net->sizes[net->n_layers];
   const int saved = bp_cpu_threads_enter(net->ctx);
-  const int par = (size_t)n * (in + width) >= PAR_MIN;
+  const int par = (size_t)n * (in + width) >= PAR_MIN_COPY;
   (void)par;
   BP_OMP("omp parallel for schedule(static) if(par)")
   for (int k = 0; k < n; ++k) {
