@@ -29,7 +29,10 @@ extern float expf(float) __attribute__((simd("notinbranch")));
 #else
 #define BP_VECTOR_CLONES
 #endif
-#ifdef BP_CPU_SIMD /* the build compiles with -fopenmp-simd */
+/* omp simd where the build compiles with -fopenmp-simd and expf has a
+ * vector version (GCC + glibc); clang would warn that it cannot vectorize
+ * the expf loop. */
+#if defined(BP_CPU_SIMD) && defined(BP_CPU_VECTOR_EXP)
 #define BP_SIMD(directive) _Pragma(directive)
 #else
 #define BP_SIMD(directive)
