@@ -125,6 +125,22 @@ BP_API int bp_cuda_device_count(void);
 /* 1 if this build contains the CUDA backend, else 0. */
 BP_API int bp_has_cuda(void);
 
+/* Threads of a CPU context: its matrix products and elementwise loops share
+ * one pool of n threads (OpenMP's; the BLAS is an OpenMP build). n >= 1 sets
+ * the count; 0, the default, follows OpenMP's default (OMP_NUM_THREADS,
+ * else one thread per core). The count applies to the calls on ctx and its
+ * networks made after this one, on whichever thread makes them; the caller's
+ * own OpenMP setting is put back after each call. A CUDA context accepts any
+ * n >= 0 and ignores it. Results are deterministic for a given count (see
+ * README "CPU backend: threads and speed"). Not to be called while another
+ * thread uses ctx or an object made from it. Returns BP_ERR_INVALID_ARGUMENT
+ * for a NULL ctx or n < 0. */
+BP_API bp_status bp_context_set_threads(bp_context *ctx, int n);
+/* The thread count a CPU context's calls use now: the count set, else
+ * OpenMP's default for the calling thread (1 in a build without OpenMP).
+ * 0 for a CUDA context or NULL. */
+BP_API int bp_context_get_threads(const bp_context *ctx);
+
 /* ---- Network ------------------------------------------------------------ */
 typedef struct bp_network bp_network;
 

@@ -6,11 +6,29 @@
 
 #ifdef BP_WITH_CBLAS
 #include <cblas.h>
+#ifdef BP_CPU_OPENMP
+#include <omp.h>
+#endif
+
+/* Products with fewer multiply-adds than this run on the calling thread: at
+ * batch 32 (the main job, 100 x 32 x 784) waking the pool for each product
+ * cost more than it saved, 2.5-2.8 s against 3.1-25 s for 5 epochs on the
+ * shared 2-core machine (bench/NOTES.md section 11). The OpenMP BLAS takes
+ * its thread count from omp_get_max_threads() at each call. */
+#define BP_SGEMM_PARALLEL_MIN 4194304.0 /* 2^22 */
 
 void bp_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
                   int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+#ifdef BP_CPU_OPENMP
+  const int saved = omp_get_max_threads();
+  const int serial = saved > 1 && (double)m * (double)n * (double)k < BP_SGEMM_PARALLEL_MIN;
+  if (serial) omp_set_num_threads(1);
+#endif
   cblas_sgemm(CblasColMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+#ifdef BP_CPU_OPENMP
+  if (serial) omp_set_num_threads(saved);
+#endif
 }
 
 const char *bp_cpu_blas_name(void) { return "cblas"; }
