@@ -37,7 +37,7 @@ enum {
   OPT_HELP, OPT_DATA, OPT_TEST, OPT_LAYERS, OPT_HIDDEN, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_SEED,
   OPT_BACKEND, OPT_DEVICE, OPT_SAVE, OPT_LOG, OPT_PLOT, OPT_JSON, OPT_QUIET, OPT_LABEL_COLUMN,
   OPT_TARGETS, OPT_CLASSES, OPT_FORMAT, OPT_MATH, OPT_NONDETERMINISTIC,
-  OPT_CUDA_GRAPHS, OPT_KERNELS, OPT_PRODUCTS, OPT_DELIMITER, OPT_COMM_TIMEOUT,
+  OPT_CUDA_GRAPHS, OPT_KERNELS, OPT_PRODUCTS, OPT_DELIMITER, OPT_THREADS, OPT_COMM_TIMEOUT,
   OPT_COMM_TRANSPORT
 };
 
@@ -55,6 +55,7 @@ static const cli_option options[] = {
     {"math", 0, 1, OPT_MATH},         {"nondeterministic", 0, 0, OPT_NONDETERMINISTIC},
     {"cuda-graphs", 0, 0, OPT_CUDA_GRAPHS}, {"kernels", 0, 1, OPT_KERNELS},
     {"products", 0, 1, OPT_PRODUCTS},       {"delimiter", 0, 1, OPT_DELIMITER},
+    {"threads", 0, 1, OPT_THREADS},
     {"comm-timeout", 0, 1, OPT_COMM_TIMEOUT}, {"comm-transport", 0, 1, OPT_COMM_TRANSPORT},
     CLI_RECIPE_OPTIONS,
     {NULL, 0, 0, 0}};
@@ -109,6 +110,8 @@ static void help(FILE *f) {
 "                       per layer for bias + activation and for error + bias\n"
 "                       gradient; the same weights bit for bit). CPU: ignored\n"
 "  --products P         CUDA products: cublas (default) or cublaslt. CPU: ignored\n"
+"  --threads N          CPU: threads for the products and the elementwise passes\n"
+"                       (default: OMP_NUM_THREADS, else one per core). CUDA: ignored\n"
 "\n"
 CLI_RECIPE_HELP
 "\n"
@@ -155,6 +158,7 @@ typedef struct train_opts {
   int cuda_graphs;
   bp_kernel_path kernels;
   bp_product_path products;
+  int threads; /* 0: OpenMP's default */
   cli_data_options data_opt;
   int label_column_given;
   cli_comm comm;      /* data-parallel under mpirun/srun (comm_setup.h) */
@@ -214,6 +218,7 @@ static int parse(int argc, char **argv, train_opts *o) {
         break;
       case OPT_NONDETERMINISTIC: o->nondeterministic = 1; break;
       case OPT_CUDA_GRAPHS: o->cuda_graphs = 1; break;
+      case OPT_THREADS: bad = cli_parse_int(&a, v, 1, 4096, &o->threads); break;
       case OPT_KERNELS:
         bad = cli_parse_choice(&a, v, kernel_paths, &choice);
         o->kernels = choice == 1 ? BP_KERNELS_FUSED : BP_KERNELS_REFERENCE;
@@ -762,7 +767,15 @@ int cli_cmd_train(int argc, char **argv) {
     cli_comm_end(&o.comm, code);
     return code;
   }
+  if (o.threads > 0 && bp_context_set_threads(s.ctx, o.threads) != BP_OK) {
+    code = cli_fail(CMD, "--threads %d: %s", o.threads, bp_context_last_error(s.ctx));
+    bp_context_destroy(s.ctx);
+    free(o.layers);
+    cli_comm_end(&o.comm, code);
+    return code;
+  }
   run.backend = bp_backend_name(bp_context_backend(s.ctx));
+  run.threads = bp_context_get_threads(s.ctx);
   if (bp_context_backend(s.ctx) == BP_BACKEND_CPU) run.device = -1;
 
   if (o.recipe.init) {

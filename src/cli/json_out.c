@@ -76,6 +76,8 @@ void cli_json_train_result(FILE *f, const cli_run *run) {
   fputs(run->deterministic ? "true" : "false", f);
   key(f, "cuda_graphs", &first);
   fputs(run->cuda_graphs ? "true" : "false", f);
+  key(f, "threads", &first);
+  fprintf(f, "%d", run->threads);
   key(f, "kernels", &first);
   cli_json_string(f, run->kernels ? run->kernels : "reference");
   key(f, "products", &first);

@@ -34,6 +34,7 @@ typedef struct cli_run {
   int cuda_graphs;        /* --cuda-graphs */
   const char *kernels;    /* --kernels: "reference" or "fused" */
   const char *products;   /* --products: "cublas" or "cublaslt" */
+  int threads;            /* the CPU context's thread count (--threads); 0 on CUDA */
   int device;             /* CUDA device; -1 on the CPU backend */
   const int *sizes;
   int n_sizes;

@@ -299,6 +299,17 @@ assert [h["train_cost"] for h in a["history"]] == [h["train_cost"] for h in b["h
 EOF
 expect_rc 2 "--kernels takes reference or fused" -- "$BP" train --data train.csv --kernels fastest
 
+# --threads: the CPU context's thread count, recorded; at these sizes every
+# pass and product stays on one thread, so the training is the same bit for bit.
+expect_rc 0 "train --threads 2" -- "${TRAIN[@]}" --threads 2 --json --quiet
+check "--threads: recorded, the same training" "$PY" - out.txt train.json <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert a["threads"] == 2, a["threads"]
+assert [h["train_cost"] for h in a["history"]] == [h["train_cost"] for h in b["history"]]
+EOF
+expect_rc 2 "--threads must be at least 1" -- "$BP" train --data train.csv --threads 0
+
 # Math modes: bf16 and tf32 are emulated on the CPU backend. They still learn,
 # rerun bit for bit, differ from fp32, and are recorded in the outputs.
 for mode in bf16 tf32; do
