@@ -703,7 +703,10 @@ typedef struct bp_comm bp_comm;
 /* How a communicator found its ranks. Values are stable. */
 typedef enum bp_comm_bootstrap {
   BP_COMM_SINGLE = 0, /* no launcher: one rank */
-  BP_COMM_MPI = 1     /* MPI_COMM_WORLD: mpirun, mpiexec, srun (any MPI launcher) */
+  BP_COMM_MPI = 1,    /* MPI_COMM_WORLD: mpirun, mpiexec, srun (any MPI launcher) */
+  BP_COMM_FILE = 2    /* no MPI: BP_RANK, BP_WORLD_SIZE and a shared-file rendezvous
+                         (BP_RENDEZVOUS=file:PATH) for NCCL's unique id; NCCL transport on
+                         the CUDA backend only (see bp_comm_create_from_env) */
 } bp_comm_bootstrap;
 
 /* Which transport moves the gradients. Values are stable. */
@@ -739,6 +742,26 @@ BP_API int bp_has_nccl(void);
  * device) is the rank among the processes of the same machine. Without a
  * launcher it is one rank (BP_COMM_SINGLE): training with it is training
  * without it. A launcher seen in a build without MPI is BP_ERR_UNSUPPORTED.
+ *
+ * Without an MPI launcher, as torchrun and llm.c start ranks, the ranks come
+ * from the environment when BP_RENDEZVOUS is set (BP_COMM_FILE):
+ *   BP_RANK=r             this process's rank, 0 .. BP_WORLD_SIZE-1 (required)
+ *   BP_WORLD_SIZE=n       the number of ranks, >= 1 (required)
+ *   BP_LOCAL_RANK=l       the rank on this machine, its CUDA device (default: BP_RANK)
+ *   BP_RENDEZVOUS=file:PATH  a file every rank can reach (a shared file system
+ *                         for several machines): rank 0 writes NCCL's unique id
+ *                         there atomically (a temporary file renamed), the
+ *                         others poll for it against the communicator's
+ *                         deadline. PATH must be new for each job (put the
+ *                         job's id in it): a file left by an earlier job would
+ *                         be read as this one's. Rank 0 removes it in
+ *                         bp_comm_destroy. (TCP rendezvous: not implemented,
+ *                         BP_ERR_UNSUPPORTED.)
+ * There is no host collective then: such a communicator serves the NCCL
+ * transport of the CUDA backend only, whose NCCL communicator also carries
+ * the few host reductions (the cost, the weights' broadcast);
+ * bp_network_set_comm on a CPU network, or with BP_COMM_TRANSPORT_MPI, is
+ * BP_ERR_UNSUPPORTED. An MPI launcher's variables take precedence.
  * desc may be NULL (defaults). On failure *out is NULL and the reason is
  * bp_comm_last_error(NULL) (this thread's last failed create). Collective
  * under a launcher: every rank calls it. The caller owns *out. */
@@ -751,7 +774,7 @@ BP_API int bp_comm_size(const bp_comm *comm);       /* ranks (world size) */
 BP_API int bp_comm_rank(const bp_comm *comm);       /* 0 .. size-1 */
 BP_API int bp_comm_local_rank(const bp_comm *comm); /* rank on this machine: its CUDA device */
 BP_API bp_comm_bootstrap bp_comm_get_bootstrap(const bp_comm *comm);
-/* Name of a bootstrap: "single" or "mpi". Static storage. */
+/* Name of a bootstrap: "single", "mpi" or "file". Static storage. */
 BP_API const char *bp_comm_bootstrap_name(bp_comm_bootstrap bootstrap);
 /* Changes the deadline of the collectives (seconds, finite and > 0). */
 BP_API bp_status bp_comm_set_timeout(bp_comm *comm, double seconds);
@@ -768,7 +791,10 @@ BP_API bp_status bp_comm_allreduce_sum(bp_comm *comm, double *values, int count)
  * `code`, after aborting the NCCL communicators): for a program whose
  * collective failed with BP_ERR_COMM, which cannot finalize. The one call of
  * the library that ends the process; it returns only with one rank and no
- * MPI (then it does nothing). */
+ * MPI (then it does nothing).
+ * With BP_COMM_FILE there is no launcher to end the others: it aborts the
+ * NCCL communicator and ends this process (exit status `code`); the other
+ * ranks' next collective fails at their deadline. */
 BP_API void bp_comm_abort(bp_comm *comm, int code);
 
 /* Attaches comm to net: from now on net's epochs, bp_train_batch and

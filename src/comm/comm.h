@@ -4,10 +4,13 @@
  * installed.
  *
  * Files: comm.c (creation from the environment, getters, the one-rank
- * communicator, stubs for a build without MPI) and comm_mpi.c (MPI: the
- * bootstrap, the non-blocking host collectives polled against the deadline).
- * The NCCL communicator of the CUDA backend lives in src/cuda/cuda_comm.cu
- * and hangs off `nccl` below.
+ * communicator, the dispatch of the collectives by bootstrap, stubs for a
+ * build without MPI), comm_file.c (BP_COMM_FILE: the shared-file rendezvous
+ * that hands NCCL's unique id from rank 0 to the others) and comm_mpi.c
+ * (MPI: the bootstrap, the non-blocking host collectives polled against the
+ * deadline). The NCCL communicator of the CUDA backend lives in
+ * src/cuda/cuda_comm.cu and hangs off `nccl` below; with BP_COMM_FILE it
+ * also carries the host collectives (dev_* below: there is no MPI).
  *
  * Every collective here fails in the same way: comm->failed is set, the
  * reason goes to comm->last_error and BP_ERR_COMM is returned; from then on
@@ -36,6 +39,15 @@ struct bp_comm {
   void *mpi;                   /* comm_mpi.c's state (NULL: one rank, no MPI) */
   void *nccl;                  /* the CUDA backend's NCCL state (cuda_comm.cu), made on first use */
   void (*nccl_free)(bp_comm *comm, int abort); /* releases `nccl`; set with it */
+  /* BP_COMM_FILE: the rendezvous file (rank 0 writes, the others poll), and
+   * how many broadcasts went through it (the k-th after the first uses
+   * PATH.k). */
+  char *rendezvous;
+  int rdv_seq;
+  /* BP_COMM_FILE: the host collectives through the NCCL communicator; set
+   * with `nccl` (cuda_comm.cu), NULL before and after. */
+  bp_status (*dev_allreduce_doubles)(bp_comm *comm, double *v, int count, const char *what);
+  bp_status (*dev_bcast_floats)(bp_comm *comm, float *v, size_t count, const char *what);
 };
 
 /* Records a formatted message on comm, marks it failed, returns BP_ERR_COMM. */
@@ -63,6 +75,43 @@ bp_status bp_comm_bcast_floats(bp_comm *comm, float *v, size_t count, const char
 /* Rank 0's `bytes` bytes to every rank, in place (with the deadline): the
  * NCCL unique id. */
 bp_status bp_comm_bcast_bytes(bp_comm *comm, void *v, int bytes, const char *what);
+
+/* ---- BP_COMM_FILE ----
+ * A communicator of rank `rank` of `size` whose broadcast of bytes goes
+ * through the rendezvous file at `path`: what bp_comm_create_from_env makes
+ * from BP_RANK, BP_WORLD_SIZE, BP_LOCAL_RANK and BP_RENDEZVOUS=file:PATH,
+ * and the tests' way to make the ranks of one process's threads (the
+ * environment is per process). desc as bp_comm_create_from_env's (NULL:
+ * defaults). On failure *out is NULL, the reason in bp_comm_last_error(NULL). */
+bp_status bp_comm_create_file(const bp_comm_desc *desc, int rank, int size, int local_rank,
+                              const char *path, bp_comm **out);
+/* comm_file.c: rank 0's `bytes` bytes to every rank through the file,
+ * polled against the deadline; removes the files rank 0 wrote. */
+bp_status bp_comm_file_bcast_bytes(bp_comm *comm, void *v, int bytes, const char *what);
+void bp_comm_file_cleanup(bp_comm *comm);
+
+/* The CUDA backend (cuda_comm.cu): makes comm's NCCL communicator on net's
+ * device now (collective), so that the host collectives of a BP_COMM_FILE
+ * communicator have a way to go. BP_ERR_UNSUPPORTED without NCCL or with
+ * the MPI transport asked for. */
+bp_status bp_cuda_comm_attach(bp_network *net, bp_comm *comm);
+
+/* ---- Two ranks on one GPU (NCCL refuses that) ----
+ * A device's key for comparing devices across ranks: a hash of its UUID
+ * (len bytes) as an exact double in [1, 2^52]; never 0. */
+double bp_comm_device_key(const void *uuid, size_t len);
+/* 1 if two of the n keys are equal (two ranks on one device), else 0. */
+int bp_comm_keys_repeat(const double *keys, int n);
+
+/* ---- comm_mpi.c (stubs in comm.c without MPI) ----
+ * The MPI implementations of the collectives above, for BP_COMM_SINGLE and
+ * BP_COMM_MPI communicators. */
+bp_status bp_comm_mpi_iallreduce_floats(bp_comm *comm, float *data, size_t count);
+int bp_comm_mpi_progress(bp_comm *comm);
+bp_status bp_comm_mpi_wait(bp_comm *comm, const char *what);
+bp_status bp_comm_mpi_allreduce_doubles(bp_comm *comm, double *v, int count, const char *what);
+bp_status bp_comm_mpi_bcast_floats(bp_comm *comm, float *v, size_t count, const char *what);
+bp_status bp_comm_mpi_bcast_bytes(bp_comm *comm, void *v, int bytes, const char *what);
 
 /* comm_mpi.c's parts of creation, destruction and abort. mpi_init makes
  * comm MPI_COMM_WORLD's when `launched` (an MPI launcher's variables are

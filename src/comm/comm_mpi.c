@@ -126,7 +126,7 @@ static bp_status mpi_failed(bp_comm *comm, const char *call, int rc) {
   return bp_comm_fail(comm, "rank %d: %s failed: %s", comm->rank, call, msg);
 }
 
-bp_status bp_comm_iallreduce_floats(bp_comm *comm, float *data, size_t count) {
+bp_status bp_comm_mpi_iallreduce_floats(bp_comm *comm, float *data, size_t count) {
   bp_status st = check_usable(comm);
   if (st != BP_OK) return st;
   mpi_state *m = state(comm);
@@ -147,7 +147,7 @@ bp_status bp_comm_iallreduce_floats(bp_comm *comm, float *data, size_t count) {
   return BP_OK;
 }
 
-int bp_comm_progress(bp_comm *comm) {
+int bp_comm_mpi_progress(bp_comm *comm) {
   mpi_state *m = state(comm);
   if (!m || comm->failed || m->n_reqs == 0) return 1;
   int done = 0;
@@ -183,14 +183,14 @@ static bp_status wait_all(bp_comm *comm, const char *what) {
   }
 }
 
-bp_status bp_comm_wait(bp_comm *comm, const char *what) {
+bp_status bp_comm_mpi_wait(bp_comm *comm, const char *what) {
   bp_status st = check_usable(comm);
   if (st != BP_OK) return st;
   if (state(comm)->n_reqs == 0) return BP_OK;
   return wait_all(comm, what);
 }
 
-bp_status bp_comm_allreduce_doubles(bp_comm *comm, double *v, int count, const char *what) {
+bp_status bp_comm_mpi_allreduce_doubles(bp_comm *comm, double *v, int count, const char *what) {
   if (comm->size == 1 && !comm->failed) return BP_OK;
   bp_status st = check_usable(comm);
   if (st != BP_OK) return st;
@@ -211,10 +211,10 @@ bp_status bp_comm_allreduce_doubles(bp_comm *comm, double *v, int count, const c
   return wait_all(comm, what);
 }
 
-bp_status bp_comm_bcast_bytes(bp_comm *comm, void *v, int bytes, const char *what) {
+bp_status bp_comm_mpi_bcast_bytes(bp_comm *comm, void *v, int bytes, const char *what) {
   if (comm->size == 1 && !comm->failed) return BP_OK;
   bp_status st = check_usable(comm);
-  if (st == BP_OK) st = bp_comm_wait(comm, what);
+  if (st == BP_OK) st = bp_comm_mpi_wait(comm, what);
   if (st != BP_OK) return st;
   mpi_state *m = state(comm);
   if (m->cap_reqs < 1) {
@@ -228,11 +228,11 @@ bp_status bp_comm_bcast_bytes(bp_comm *comm, void *v, int bytes, const char *wha
   return wait_all(comm, what);
 }
 
-bp_status bp_comm_bcast_floats(bp_comm *comm, float *v, size_t count, const char *what) {
+bp_status bp_comm_mpi_bcast_floats(bp_comm *comm, float *v, size_t count, const char *what) {
   if (comm->size == 1 && !comm->failed) return BP_OK;
   bp_status st = check_usable(comm);
   if (st != BP_OK) return st;
-  st = bp_comm_wait(comm, what);
+  st = bp_comm_mpi_wait(comm, what);
   if (st != BP_OK) return st;
   mpi_state *m = state(comm);
   if (m->cap_reqs < 1) {

@@ -12,17 +12,25 @@
  *          past the deadline ncclCommAbort, and BP_ERR_COMM. The NCCL
  *          communicator belongs to the bp_comm (one per process and device),
  *          made at the first exchange from a unique id that rank 0 draws and
- *          MPI broadcasts.
+ *          MPI broadcasts; or, for a BP_COMM_FILE communicator (no MPI), made
+ *          in bp_network_set_comm (bp_cuda_comm_attach) from the id passed
+ *          through the rendezvous file, and then also carrying the host
+ *          collectives (the shape check, the weights' broadcast, the
+ *          reductions of costs and counts) through a device buffer.
  *   MPI    (staged through host memory): each bucket is scaled and copied to
  *          pinned host memory on the compute stream; exchange_finish waits
  *          for the stream, all-reduces the host copy with MPI (polled against
  *          the deadline), copies it back, and reduces the cost on the host.
- *          Two ranks may share one GPU this way (NCCL refuses that).
+ *          Two ranks may share one GPU this way (NCCL refuses that): under
+ *          MPI, AUTO compares the ranks' device UUIDs at the first exchange
+ *          and takes this path, with a note on rank 0's stderr, when two
+ *          match.
  *
  * The update that follows is queued on the compute stream after all of it,
  * so it reads the summed gradients and the global cost on every rank.
  */
 #include <math.h>
+#include <stdio.h>
 
 #include "../comm/comm.h"
 #include "cuda_internal.h"
@@ -84,6 +92,7 @@ static cudaError_t launch_scale(float *g, size_t count, float s, cudaStream_t st
 typedef struct nccl_state {
   ncclComm_t comm;
   int device;
+  cudaStream_t stream; /* the host collectives' (BP_COMM_FILE) */
 } nccl_state;
 
 static void nccl_free(bp_comm *comm, int abort) {
@@ -93,15 +102,99 @@ static void nccl_free(bp_comm *comm, int abort) {
     (void)ncclCommAbort(s->comm);
   else
     (void)ncclCommDestroy(s->comm);
+  if (s->stream) {
+    if (!abort) (void)cudaStreamSynchronize(s->stream);
+    (void)cudaStreamDestroy(s->stream);
+  }
   free(s);
   comm->nccl = NULL;
+  comm->dev_allreduce_doubles = NULL;
+  comm->dev_bcast_floats = NULL;
 }
 
-/* The communicator's NCCL communicator on ctx's device, made on first use
- * (collective: every rank gets here in the same exchange). */
-static bp_status nccl_get(bp_network *net, ncclComm_t *out) {
-  bp_comm *comm = net->comm;
-  bp_context *ctx = net->ctx;
+/* Polls ev (or, if NULL, stream) against the deadline, with NCCL's async
+ * error; on failure aborts the NCCL communicator and returns BP_ERR_COMM
+ * (the message on comm). */
+static bp_status nccl_poll(bp_comm *comm, ncclComm_t nc, cudaEvent_t ev, cudaStream_t stream,
+                           const char *what) {
+  const double deadline = bp_now_us() + comm->timeout_s * 1e6;
+  for (;;) {
+    cudaError_t e = ev ? cudaEventQuery(ev) : cudaStreamQuery(stream);
+    if (e == cudaSuccess) return BP_OK;
+    if (e != cudaErrorNotReady) {
+      bp_comm_fail(comm, "rank %d: CUDA failed during the %s: %s", comm->rank, what,
+                   cudaGetErrorString(e));
+      nccl_free(comm, 1);
+      return BP_ERR_COMM;
+    }
+    ncclResult_t async = ncclSuccess;
+    if (ncclCommGetAsyncError(nc, &async) == ncclSuccess && async != ncclSuccess &&
+        async != ncclInProgress) {
+      bp_comm_fail(comm, "rank %d: NCCL reported an error during the %s: %s", comm->rank, what,
+                   ncclGetErrorString(async));
+      nccl_free(comm, 1);
+      return BP_ERR_COMM;
+    }
+    if (bp_now_us() > deadline) {
+      bp_comm_fail(comm,
+                   "rank %d of %d: the %s (NCCL) did not complete within the communication "
+                   "timeout of %g s (--comm-timeout, bp_comm_set_timeout): another rank stopped "
+                   "responding or died",
+                   comm->rank, comm->size, what, comm->timeout_s);
+      nccl_free(comm, 1);
+      return BP_ERR_COMM;
+    }
+  }
+}
+
+/* A host collective through NCCL (BP_COMM_FILE has no other): count
+ * elements of `elem` bytes at v, all-reduced (sum) or broadcast from rank 0,
+ * through a device buffer on the state's stream. */
+static bp_status nccl_host_collective(bp_comm *comm, void *v, size_t count, ncclDataType_t type,
+                                      size_t elem, int bcast, const char *what) {
+  nccl_state *s = (nccl_state *)comm->nccl;
+  if (comm->failed) return BP_ERR_COMM;
+  if (!s) return bp_comm_fail(comm, "rank %d: the %s: no NCCL communicator", comm->rank, what);
+  const size_t bytes = count * elem;
+  void *d = NULL;
+  cudaError_t e = cudaSetDevice(s->device);
+  if (e == cudaSuccess) e = cudaMalloc(&d, bytes);
+  if (e == cudaSuccess) e = cudaMemcpyAsync(d, v, bytes, cudaMemcpyHostToDevice, s->stream);
+  if (e != cudaSuccess) {
+    if (d) (void)cudaFree(d);
+    return bp_comm_fail(comm, "rank %d: the %s: %s", comm->rank, what, cudaGetErrorString(e));
+  }
+  ncclResult_t r = bcast ? ncclBroadcast(d, d, count, type, 0, s->comm, s->stream)
+                         : ncclAllReduce(d, d, count, type, ncclSum, s->comm, s->stream);
+  if (r != ncclSuccess) {
+    (void)cudaStreamSynchronize(s->stream);
+    (void)cudaFree(d);
+    return bp_comm_fail(comm, "rank %d: the %s: %s failed: %s", comm->rank, what,
+                        bcast ? "ncclBroadcast" : "ncclAllReduce", ncclGetErrorString(r));
+  }
+  bp_status st = nccl_poll(comm, s->comm, NULL, s->stream, what);
+  if (st == BP_OK) {
+    e = cudaMemcpy(v, d, bytes, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess)
+      st = bp_comm_fail(comm, "rank %d: the %s: %s", comm->rank, what, cudaGetErrorString(e));
+  }
+  (void)cudaFree(d); /* after an abort too: the stream no longer runs NCCL's kernels */
+  return st;
+}
+
+static bp_status nccl_allreduce_doubles(bp_comm *comm, double *v, int count, const char *what) {
+  return nccl_host_collective(comm, v, (size_t)count, ncclDouble, sizeof(double), 0, what);
+}
+
+static bp_status nccl_bcast_floats(bp_comm *comm, float *v, size_t count, const char *what) {
+  return nccl_host_collective(comm, v, count, ncclFloat, sizeof(float), 1, what);
+}
+
+/* comm's NCCL communicator on ctx's device, made on first use (collective:
+ * every rank gets here in the same exchange, or in bp_network_set_comm for
+ * BP_COMM_FILE). The unique id goes from rank 0 to the others by MPI, or
+ * through the rendezvous file (BP_COMM_FILE). */
+static bp_status nccl_get(bp_comm *comm, bp_context *ctx, ncclComm_t *out) {
   nccl_state *s = (nccl_state *)comm->nccl;
   if (s) {
     if (s->device != ctx->device)
@@ -112,6 +205,7 @@ static bp_status nccl_get(bp_network *net, ncclComm_t *out) {
     *out = s->comm;
     return BP_OK;
   }
+  if (comm->failed) return bp_error(ctx, BP_ERR_COMM, "%s", comm->last_error);
   ncclUniqueId id;
   memset(&id, 0, sizeof id);
   if (comm->rank == 0) {
@@ -133,7 +227,55 @@ static bp_status nccl_get(bp_network *net, ncclComm_t *out) {
   s->device = ctx->device;
   comm->nccl = s;
   comm->nccl_free = nccl_free;
+  if (cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking) != cudaSuccess) {
+    s->stream = NULL;
+    bp_comm_fail(comm, "rank %d: cannot create the NCCL host-collective stream", comm->rank);
+    nccl_free(comm, 1);
+    return bp_error(ctx, BP_ERR_COMM, "%s", comm->last_error);
+  }
+  comm->dev_allreduce_doubles = nccl_allreduce_doubles;
+  comm->dev_bcast_floats = nccl_bcast_floats;
   *out = s->comm;
+  return BP_OK;
+}
+#endif
+
+bp_status bp_cuda_comm_attach(bp_network *net, bp_comm *comm) {
+  bp_context *ctx = net->ctx;
+  bp_status st = cuda_enter(ctx);
+  if (st != BP_OK) return st;
+#ifdef BP_WITH_NCCL
+  if (comm->transport == BP_COMM_TRANSPORT_MPI)
+    return bp_error(ctx, BP_ERR_UNSUPPORTED,
+                    "bp_network_set_comm: the MPI transport was asked for, but this communicator "
+                    "comes from BP_RENDEZVOUS (BP_COMM_FILE), which has no MPI: use NCCL (AUTO) "
+                    "or an MPI launcher");
+  ncclComm_t nc;
+  return nccl_get(comm, ctx, &nc);
+#else
+  (void)comm;
+  return bp_error(ctx, BP_ERR_UNSUPPORTED,
+                  "bp_network_set_comm: this communicator comes from BP_RENDEZVOUS "
+                  "(BP_COMM_FILE), which serves the NCCL transport only, and this build has no "
+                  "NCCL");
+#endif
+}
+
+#ifdef BP_WITH_NCCL
+/* 1 in *shared when two of the ranks' devices are one GPU (NCCL refuses
+ * that), from the devices' UUIDs summed over MPI: every rank decides alike. */
+static bp_status ranks_share_a_device(bp_network *net, int *shared) {
+  bp_comm *comm = net->comm;
+  bp_context *ctx = net->ctx;
+  cudaDeviceProp prop;
+  BP_CUDA_CHECK(ctx, cudaGetDeviceProperties(&prop, ctx->device));
+  double *keys = (double *)calloc((size_t)comm->size, sizeof *keys);
+  if (!keys) return bp_error(ctx, BP_ERR_OUT_OF_MEMORY, "device check: out of host memory");
+  keys[comm->rank] = bp_comm_device_key(prop.uuid.bytes, sizeof prop.uuid.bytes);
+  bp_status st = bp_comm_allreduce_doubles(comm, keys, comm->size, "check of the ranks' GPUs");
+  if (st == BP_OK) *shared = bp_comm_keys_repeat(keys, comm->size);
+  free(keys);
+  if (st != BP_OK) return bp_error(ctx, st, "%s", comm->last_error);
   return BP_OK;
 }
 #endif
@@ -164,18 +306,36 @@ static bp_status exchange_state(bp_network *net, cuda_exchange **out) {
     return BP_OK;
   }
   bp_status st = BP_OK;
-  cuda_exchange *x = (cuda_exchange *)cuda_host_calloc(ctx, sizeof *x, "exchange state", &st);
-  if (!x) return st;
-  cn->exchange = x;
 #ifdef BP_WITH_NCCL
-  x->nccl = net->comm->transport != BP_COMM_TRANSPORT_MPI;
+  int use_nccl = net->comm->transport != BP_COMM_TRANSPORT_MPI;
+  if (use_nccl && net->comm->bootstrap == BP_COMM_MPI) {
+    /* NCCL refuses two ranks on one GPU: AUTO then stages through MPI. */
+    int shared = 0;
+    st = ranks_share_a_device(net, &shared);
+    if (st != BP_OK) return st;
+    if (shared && net->comm->transport == BP_COMM_TRANSPORT_NCCL)
+      return bp_error(ctx, BP_ERR_UNSUPPORTED,
+                      "data-parallel: the NCCL transport was asked for, but two ranks share one "
+                      "GPU, which NCCL refuses: use the MPI transport (or AUTO), or one GPU per "
+                      "rank");
+    if (shared) {
+      use_nccl = 0;
+      if (net->comm->rank == 0)
+        fprintf(stderr, "backprop: two ranks share one GPU, which NCCL refuses: the gradients "
+                        "are exchanged through MPI, staged in host memory\n");
+    }
+  }
 #else
   if (net->comm->transport == BP_COMM_TRANSPORT_NCCL)
     return bp_error(ctx, BP_ERR_UNSUPPORTED,
                     "data-parallel: the NCCL transport was asked for, but this build has no "
                     "NCCL");
-  x->nccl = 0;
+  const int use_nccl = 0;
 #endif
+  cuda_exchange *x = (cuda_exchange *)cuda_host_calloc(ctx, sizeof *x, "exchange state", &st);
+  if (!x) return st;
+  cn->exchange = x;
+  x->nccl = use_nccl;
   if (x->nccl) {
     BP_CUDA_CHECK(ctx, cudaStreamCreateWithFlags(&x->stream, cudaStreamNonBlocking));
     BP_CUDA_CHECK(ctx, cudaEventCreateWithFlags(&x->ready, cudaEventDisableTiming));
@@ -211,7 +371,7 @@ bp_status cuda_exchange_start(bp_network *net, size_t offset, size_t count, floa
   }
 #ifdef BP_WITH_NCCL
   ncclComm_t nc;
-  st = nccl_get(net, &nc);
+  st = nccl_get(net->comm, ctx, &nc);
   if (st != BP_OK) return st;
   BP_CUDA_CHECK(ctx, cudaEventRecord(x->ready, stream));
   BP_CUDA_CHECK(ctx, cudaStreamWaitEvent(x->stream, x->ready, 0));
@@ -224,36 +384,6 @@ bp_status cuda_exchange_start(bp_network *net, size_t offset, size_t count, floa
 #endif
   return BP_OK;
 }
-
-#ifdef BP_WITH_NCCL
-/* Polls the communication stream's `done` against the deadline. */
-static bp_status nccl_wait(bp_network *net, cuda_exchange *x, ncclComm_t nc) {
-  bp_comm *comm = net->comm;
-  const double deadline = bp_now_us() + comm->timeout_s * 1e6;
-  for (;;) {
-    cudaError_t e = cudaEventQuery(x->done);
-    if (e == cudaSuccess) return BP_OK;
-    if (e != cudaErrorNotReady) BP_CUDA_CHECK(net->ctx, e);
-    ncclResult_t async = ncclSuccess;
-    if (ncclCommGetAsyncError(nc, &async) == ncclSuccess && async != ncclSuccess &&
-        async != ncclInProgress) {
-      bp_comm_fail(comm, "rank %d: NCCL reported an error during the gradient all-reduce: %s",
-                   comm->rank, ncclGetErrorString(async));
-      nccl_free(comm, 1);
-      return bp_error(net->ctx, BP_ERR_COMM, "%s", comm->last_error);
-    }
-    if (bp_now_us() > deadline) {
-      bp_comm_fail(comm,
-                   "rank %d of %d: the gradient all-reduce (NCCL) did not complete within the "
-                   "communication timeout of %g s (--comm-timeout, bp_comm_set_timeout): another "
-                   "rank stopped responding or died",
-                   comm->rank, comm->size, comm->timeout_s);
-      nccl_free(comm, 1);
-      return bp_error(net->ctx, BP_ERR_COMM, "%s", comm->last_error);
-    }
-  }
-}
-#endif
 
 bp_status cuda_exchange_finish(bp_network *net, int n_local, int n_global, int accumulate) {
   bp_context *ctx = net->ctx;
@@ -269,7 +399,7 @@ bp_status cuda_exchange_finish(bp_network *net, int n_local, int n_global, int a
   if (x->nccl) {
 #ifdef BP_WITH_NCCL
     ncclComm_t nc;
-    st = nccl_get(net, &nc);
+    st = nccl_get(net->comm, ctx, &nc);
     if (st != BP_OK) return st;
     NET_LAUNCH(net, (exchange_cost_weight_kernel<<<1, 1, 0, stream>>>(&cn->scalars->cost,
                                                                        (float)w, x->d_cost),
@@ -286,7 +416,8 @@ bp_status cuda_exchange_finish(bp_network *net, int n_local, int n_global, int a
     NET_LAUNCH(net, (exchange_cost_apply_kernel<<<1, 1, 0, stream>>>(x->d_cost, cn->scalars,
                                                                       n_global, accumulate),
                      cudaGetLastError()));
-    return nccl_wait(net, x, nc);
+    st = nccl_poll(comm, nc, x->done, NULL, "gradient all-reduce");
+    return st == BP_OK ? st : bp_error(ctx, st, "%s", comm->last_error);
 #endif
   }
   /* MPI staged: the host copies of the started ranges are complete once

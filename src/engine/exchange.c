@@ -106,6 +106,20 @@ bp_status bp_network_set_comm(bp_network *net, bp_comm *comm) {
                     "%s: NCCL moves device memory; the CPU backend exchanges over MPI "
                     "(BP_COMM_TRANSPORT_MPI or AUTO)",
                     fn);
+  if (comm->bootstrap == BP_COMM_FILE) {
+    /* No MPI: the NCCL communicator is the only way between the ranks, the
+     * host reductions below included; make it now. */
+    if (ctx->backend != BP_BACKEND_CUDA)
+      return bp_error(ctx, BP_ERR_UNSUPPORTED,
+                      "%s: this communicator comes from BP_RENDEZVOUS (BP_COMM_FILE, no MPI), "
+                      "which serves the NCCL transport of the CUDA backend only; the %s backend "
+                      "exchanges over MPI: start the ranks with an MPI launcher (mpirun, srun)",
+                      fn, ops->name);
+#ifdef BP_WITH_CUDA
+    st = bp_cuda_comm_attach(net, comm);
+    if (st != BP_OK) return st;
+#endif
+  }
   /* The ranks must hold the same shape: sum n and n^2 over the ranks; both
    * match size x rank 0's only if every rank's n is the same. */
   double shape[2] = {(double)net->n_params, (double)net->n_params * (double)net->n_params};

@@ -89,6 +89,14 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+// The one emulated device: UUID all zeros (every rank of a test shares it).
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  std::memset(prop, 0, sizeof *prop);
+  std::snprintf(prop->name, sizeof prop->name, "emulated device");
+  prop->major = 9;
+  return cudaSuccess;
+}
 
 cudaError_t cudaMalloc(void **p, size_t bytes) {
   *p = std::malloc(bytes ? bytes : 1);
@@ -186,6 +194,11 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 }
 cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+// Work runs when issued: an event or a stream is always complete.
+cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaStreamQuery(cudaStream_t s) {
+  return s != nullptr && s->capturing ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode) {
   if (s == nullptr || s->capturing) return cudaErrorIllegalState;

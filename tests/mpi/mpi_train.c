@@ -17,7 +17,9 @@
  * PIDDIR/rank<r>.pid after the first epoch, and on BP_ERR_COMM prints the
  * error and calls bp_comm_abort, as the command does: the fault tests
  * (fault_test.sh) stop or kill one rank and time the others' end.
- * --comm-timeout S sets the communicator's deadline. */
+ * --comm-timeout S sets the communicator's deadline. --backend cuda and
+ * --transport auto|mpi|nccl run the same check on the CUDA backend
+ * (scripts/gpu-check: the MPI-staged path with two ranks on one GPU, NCCL). */
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -113,8 +115,18 @@ int main(int argc, char **argv) {
   double timeout = 0.0;
   int bench_width = 0, bench_layers = 0, bench_batch = 0, bench_steps = 0;
   size_t bucket = 256; /* several buckets even on this small network */
+  bp_backend backend = BP_BACKEND_CPU;
+  bp_comm_transport transport = BP_COMM_TRANSPORT_AUTO;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--fault-test") && i + 1 < argc) fault_dir = argv[++i];
+    else if (!strcmp(argv[i], "--backend") && i + 1 < argc)
+      backend = !strcmp(argv[++i], "cuda") ? BP_BACKEND_CUDA : BP_BACKEND_CPU;
+    else if (!strcmp(argv[i], "--transport") && i + 1 < argc) {
+      ++i;
+      transport = !strcmp(argv[i], "nccl") ? BP_COMM_TRANSPORT_NCCL
+                  : !strcmp(argv[i], "mpi") ? BP_COMM_TRANSPORT_MPI
+                                            : BP_COMM_TRANSPORT_AUTO;
+    }
     else if (!strcmp(argv[i], "--bench") && i + 4 < argc) {
       bench_width = atoi(argv[++i]);
       bench_layers = atoi(argv[++i]);
@@ -127,6 +139,7 @@ int main(int argc, char **argv) {
   bp_comm_desc desc;
   bp_comm_desc_init(&desc);
   desc.bucket_bytes = bucket;
+  desc.transport = transport;
   if (timeout > 0) desc.timeout_s = timeout;
   bp_comm *comm = NULL;
   bp_status st = bp_comm_create_from_env(&desc, &comm);
@@ -135,8 +148,12 @@ int main(int argc, char **argv) {
   const int world = bp_comm_size(comm);
 
   bp_context *ctx = NULL;
-  st = bp_context_create(BP_BACKEND_CPU, 0, &ctx);
-  if (st != BP_OK) die("bp_context_create", st, "");
+  /* --backend cuda (scripts/gpu-check): the local rank's device, wrapped
+   * round the devices there are (two ranks may share one GPU). */
+  const int n_dev = bp_cuda_device_count();
+  const int device = backend == BP_BACKEND_CUDA && n_dev > 0 ? bp_comm_local_rank(comm) % n_dev : 0;
+  st = bp_context_create(backend, device, &ctx);
+  if (st != BP_OK) die("bp_context_create", st, bp_context_last_error(NULL));
   if (bench_width > 0) return bench(comm, ctx, bench_width, bench_layers, bench_batch, bench_steps);
   const int sizes[] = {8, 24, 16, 12, 4};
   const int n_sizes = 5;
