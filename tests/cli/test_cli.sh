@@ -10,41 +10,7 @@ set -u
 BP=${1:?usage: test_cli.sh BACKPROP_BINARY WORK_DIR [PYTHON3]}
 WORK=${2:?usage: test_cli.sh BACKPROP_BINARY WORK_DIR [PYTHON3]}
 PY=${3:-python3}
-case $BP in /*) ;; *) BP=$PWD/$BP ;; esac
-
-rm -rf "$WORK"
-mkdir -p "$WORK" || exit 1
-cd "$WORK" || exit 1
-
-failures=0
-checks=0
-pass() { checks=$((checks + 1)); }
-fail() {
-  checks=$((checks + 1))
-  failures=$((failures + 1))
-  echo "FAIL: $*" >&2
-}
-# expect_rc WANT DESCRIPTION -- COMMAND...: runs COMMAND (stdout to out.txt,
-# stderr to err.txt) and checks its exit status.
-expect_rc() {
-  local want=$1 what=$2
-  shift 3
-  "$@" >out.txt 2>err.txt
-  local rc=$?
-  if [ "$rc" -eq "$want" ]; then
-    pass
-  else
-    fail "$what: exit status $rc, expected $want: $*"
-    sed 's/^/    stderr: /' err.txt | head -5 >&2
-  fi
-}
-# check DESCRIPTION COMMAND...: the command must succeed.
-check() {
-  local what=$1
-  shift
-  if "$@"; then pass; else fail "$what"; fi
-}
-json_get() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+. "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
 # ---- Synthetic data -----------------------------------------------------------
 "$PY" - <<'EOF' || { echo "FAIL: cannot generate the test data" >&2; exit 1; }
@@ -647,5 +613,4 @@ check "rescue: the save's failure is reported" grep -q "cannot save the model to
 check "rescue: says where the model went" grep -q "the model was saved to $PWD/rescue/tmp/backprop-rescued-$pid.safetensors instead" rescue.err
 expect_rc 0 "rescue: the rescued model loads" -- "$BP" info "rescue/tmp/backprop-rescued-$pid.safetensors"
 
-echo "$checks checks, $failures failed"
-[ "$failures" -eq 0 ]
+harness_end

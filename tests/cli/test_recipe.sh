@@ -12,38 +12,7 @@ set -u
 BP=${1:?usage: test_recipe.sh BACKPROP_BINARY WORK_DIR [PYTHON3]}
 WORK=${2:?usage: test_recipe.sh BACKPROP_BINARY WORK_DIR [PYTHON3]}
 PY=${3:-python3}
-case $BP in /*) ;; *) BP=$PWD/$BP ;; esac
-
-rm -rf "$WORK"
-mkdir -p "$WORK" || exit 1
-cd "$WORK" || exit 1
-
-failures=0
-checks=0
-pass() { checks=$((checks + 1)); }
-fail() {
-  checks=$((checks + 1))
-  failures=$((failures + 1))
-  echo "FAIL: $*" >&2
-}
-expect_rc() {
-  local want=$1 what=$2
-  shift 3
-  "$@" >out.txt 2>err.txt
-  local rc=$?
-  if [ "$rc" -eq "$want" ]; then
-    pass
-  else
-    fail "$what: exit status $rc, expected $want: $*"
-    sed 's/^/    stderr: /' err.txt | head -5 >&2
-  fi
-}
-check() {
-  local what=$1
-  shift
-  if "$@"; then pass; else fail "$what"; fi
-}
-json_get() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+. "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 # py EXPR...: a Python expression that must be true (json and st are loaded).
 py() { "$PY" -c "import json, sys; sys.path.insert(0, '.'); from st import *; sys.exit(0 if ($1) else 1)"; }
 
@@ -301,5 +270,4 @@ check "unknown activation: clear message" grep -q 'unknown activation "swish"' e
 expect_rc 1 "softmax on a hidden layer in a file" -- "$BP" info hidden-softmax.safetensors
 check "hidden softmax: clear message" grep -q "softmax on hidden layer 0" err.txt
 
-echo "$checks checks, $failures failed"
-[ "$failures" -eq 0 ]
+harness_end
