@@ -753,12 +753,14 @@ int cli_cmd_train(int argc, char **argv) {
   const char *data_path = o.data ? o.data : default_data();
   if (!data_path) {
     free(o.layers);
+    cli_comm_end(&o.comm, CLI_EXIT_FAILURE);
     return CLI_EXIT_FAILURE;
   }
   run.data_path = data_path;
   if ((o.save && (code = check_target("--save", o.save)) != 0) ||
       (o.plot && (code = check_target("--plot", o.plot)) != 0)) {
     free(o.layers);
+    cli_comm_end(&o.comm, code);
     return code;
   }
   s.ctx = cli_context_create(CMD, o.backend, o.device, &code);
@@ -783,6 +785,7 @@ int cli_cmd_train(int argc, char **argv) {
       code = cli_fail(CMD, "--init: %s", bp_context_last_error(s.ctx));
       free(o.layers);
       cleanup(&s);
+      cli_comm_end(&o.comm, code);
       return code;
     }
     const char *ep = cli_model_meta(s.init_info, "epochs");

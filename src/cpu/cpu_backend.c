@@ -24,8 +24,14 @@
 #define BP_CPU_VECTOR_EXP 1
 extern float expf(float) __attribute__((simd("notinbranch")));
 /* Each pass that evaluates the formulas is built twice, for AVX2 and for the
- * baseline, and the loader picks one for the machine (GNU ifunc). */
+ * baseline, and the loader picks one for the machine (GNU ifunc). Not under
+ * ThreadSanitizer: the loader runs ifunc resolvers before its runtime is
+ * up, and the process crashes before main. */
+#if !defined(__SANITIZE_THREAD__)
 #define BP_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define BP_VECTOR_CLONES
+#endif
 #else
 #define BP_VECTOR_CLONES
 #endif
