@@ -38,9 +38,8 @@ import struct
 import sys
 import time
 
-INSTALL_HINT = ("PyTorch is not installed. A CPU build: "
-                "pip install torch --index-url https://download.pytorch.org/whl/cpu "
-                "(a CUDA build: pip install torch)")
+INSTALL_HINT = ("PyTorch is not installed: pip install torch (PyPI's build runs on the CPU "
+                "too)")
 
 
 def parse_config(s):
