@@ -116,7 +116,9 @@ static long name_find(const name_map *m, const char *s, size_t n, size_t *slot) 
   for (;; i = (i + 1) & (m->table_size - 1)) {
     int32_t id = m->table[i];
     if (id < 0) break;
-    if (strncmp(m->names[id], s, n) == 0 && m->names[id][n] == '\0') return id;
+    /* Lengths first: a field may hold NUL bytes, so a stored name can be
+     * shorter than n, and nothing may be read past its end. */
+    if (strlen(m->names[id]) == n && memcmp(m->names[id], s, n) == 0) return id;
   }
   if (slot) *slot = i;
   return -1;
