@@ -59,10 +59,10 @@ extern "C" {
 
 /* ---- Version ------------------------------------------------------------ */
 #define BP_VERSION_MAJOR 0
-#define BP_VERSION_MINOR 3
+#define BP_VERSION_MINOR 4
 #define BP_VERSION_PATCH 0
 #define BP_VERSION_NUMBER (BP_VERSION_MAJOR * 10000 + BP_VERSION_MINOR * 100 + BP_VERSION_PATCH)
-#define BP_VERSION_STRING "0.3.0"
+#define BP_VERSION_STRING "0.4.0"
 
 /* Version of the library actually linked, as BP_VERSION_NUMBER computes it.
  * Compare with BP_VERSION_NUMBER to detect a header/library mismatch. */
@@ -659,6 +659,13 @@ typedef struct bp_epoch_stats {
                            the last one's completion */
   double comm_wait_us;  /* of comm_us, the time the host waited after backward had ended (the
                            exposed part); comm_us - comm_wait_us was hidden behind backward */
+  /* The running training accuracy (added in 0.4; over all ranks): of the `examples` the
+   * epoch trained on, `correct` were classified right (the largest output is the target's
+   * largest, the rule of bp_evaluate) by the forward pass of their own step, before its
+   * update, as the epoch's mean cost is the batches' costs before their updates. It costs
+   * no extra pass over the data; bp_evaluate gives the accuracy of the final weights. */
+  long long examples;
+  long long correct;
 } bp_epoch_stats;
 /* Copies the statistics of the last epoch call into *stats; all zero before
  * the first. stats_size is sizeof(bp_epoch_stats) as the caller was

@@ -116,6 +116,36 @@ TEST_P(Training, EpochCostMatchesTheBatchesItRan) {
   for (size_t i = 0; i < pa.size(); ++i) EXPECT_NEAR(pa[i], pb[i], 1e-6) << i;
 }
 
+TEST_P(Training, EpochStatsCountTheRunningAccuracy) {
+  // bp_epoch_stats.correct counts each batch as its own step's forward pass
+  // classified it. With learning rate 0 no step changes the weights, so the
+  // running count must equal bp_evaluate's on the same data exactly; with a
+  // real rate it differs from the final weights' and stays within 0..n.
+  tu::Ctx ctx;
+  BP_MAKE_CONTEXT(ctx, GetParam());
+  const uint64_t seed = tu::fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::vector<float> X, Y;
+  make_blobs(600, seed, X, Y);
+  const int sizes[] = {8, 16, 3};
+  tu::Net net;
+  tu::Data data;
+  ASSERT_EQ(bp_network_create(ctx, 3, sizes, seed, &net.net), BP_OK);
+  ASSERT_EQ(bp_dataset_create(ctx, 600, 8, 3, X.data(), Y.data(), &data.data), BP_OK);
+  float acc = -1, cost = 0;
+  ASSERT_EQ(bp_evaluate(net, data, nullptr, &acc), BP_OK);
+  ASSERT_EQ(bp_train_epoch(net, data, 64, 0.0f, seed, &cost), BP_OK);
+  bp_epoch_stats es;
+  ASSERT_EQ(bp_network_last_epoch_stats(net, &es, sizeof es), BP_OK);
+  EXPECT_EQ(es.examples, 600);
+  EXPECT_EQ(es.correct, std::llround(acc * 600.0)) << "accuracy " << acc;
+  for (int e = 0; e < 3; ++e) ASSERT_EQ(bp_train_epoch(net, data, 32, 1.0f, seed + e, &cost), BP_OK);
+  ASSERT_EQ(bp_network_last_epoch_stats(net, &es, sizeof es), BP_OK);
+  EXPECT_EQ(es.examples, 600);
+  EXPECT_GT(es.correct, 600 / 3) << "blobs are separable: better than chance after 4 epochs";
+  EXPECT_LE(es.correct, 600);
+}
+
 TEST_P(Training, SameSeedGivesBitIdenticalResults) {
   tu::Ctx ctx;
   BP_MAKE_CONTEXT(ctx, GetParam());

@@ -12,7 +12,7 @@
 typedef struct cli_epoch {
   int epoch;             /* 1-based */
   double train_cost;     /* mean cost of the epoch's batches before their steps */
-  double train_accuracy; /* on the training set after the epoch */
+  double train_accuracy; /* running: the batches as their own steps classified them */
   double test_cost;      /* NAN when there is no test set */
   double test_accuracy;  /* NAN when there is no test set, or for a regression */
   double test_mse;       /* regression with the quadratic cost: test_cost / outputs; else NAN */

@@ -82,6 +82,11 @@ static bp_status run_backward(bp_network *net, const float *x, const float *y, i
     NET_LAUNCH(net, bp_launch_cost(cn->ws.act[L - 1], y, out_width, n, cn->ws.cost_partials,
                                         &cn->scalars->cost, cost_acc, skipped, cc->stream));
   }
+  /* Training (cost_acc set): the running accuracy of bp_epoch_stats, from
+   * the output this step's forward made. */
+  if (cost_acc != NULL)
+    NET_LAUNCH(net, bp_launch_accuracy(cn->ws.act[L - 1], y, out_width, n,
+                                       &cn->scalars->correct, cc->stream));
   for (int i = L - 1; i >= 0; --i) {
     int fan_in = net->sizes[i], width = net->sizes[i + 1];
     const float *in = i == 0 ? x : cn->ws.act[i - 1];

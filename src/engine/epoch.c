@@ -137,6 +137,13 @@ static bp_status run_epoch(bp_network *net, bp_epoch_source *src, const epoch_re
   free(perm);
   net->stats.steps = steps;
   net->stats.launches = net->launches - launches;
+  net->stats.examples = done;
+  net->stats.correct = end.correct;
+  if (st == BP_OK && dp) { /* each rank counted its own slices */
+    double correct = (double)end.correct;
+    st = bp_engine_reduce_doubles(net, &correct, 1, "epoch's training accuracy");
+    net->stats.correct = (long long)correct;
+  }
   net->stats.wall_us = bp_now_us() - t0;
   if (st != BP_OK) return st;
   net->has_grads = 1;
