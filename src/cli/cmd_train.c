@@ -22,6 +22,7 @@
 #include "save.h"
 #include "svg_plot.h"
 #include "train_recipe.h"
+#include "train_snapshot.h"
 
 #define CMD "train"
 
@@ -269,10 +270,10 @@ typedef struct train_state {
   bp_network *net;
   bp_dataset *train, *test, *val;
   int *sizes;
-  float *best; /* --early-stop: the parameters of the best validation cost */
+  cli_snapshot best; /* --early-stop: the model of the best validation cost */
   bp_model_info *init_info; /* --init: the file's metadata */
   cli_scaling scaling;      /* --standardize, or the --init model's */
-  float *snapshot; /* the parameters after the last good epoch (with --save) */
+  cli_snapshot last; /* the model after the last good epoch (with --save) */
   cli_epoch *history; /* one per finished epoch; grows */
   int history_cap;
   cli_csv_log log;
@@ -289,12 +290,12 @@ static void cleanup(train_state *s) {
   bp_dataset_destroy(s->test);
   bp_dataset_destroy(s->val);
   bp_network_destroy(s->net);
-  free(s->best);
+  cli_snapshot_free(&s->best);
   bp_model_info_free(s->init_info);
   cli_scaling_free(&s->scaling);
   bp_context_destroy(s->ctx);
   free(s->sizes);
-  free(s->snapshot);
+  cli_snapshot_free(&s->last);
   free(s->history);
   free(s->classes);
 }
@@ -332,20 +333,6 @@ static void check_targets(const bp_data *d, const char *path) {
             "backprop " CMD ": warning: %s: %zu of %zu targets lie outside [0, 1] (from %g to "
             "%g), which the sigmoid outputs can never reach; scale the targets into [0, 1]\n",
             path, outside, count, (double)lo, (double)hi);
-}
-
-/* Copies every layer's parameters to (to_host) or from the snapshot. */
-static bp_status snapshot(bp_network *net, float *buf, int to_host) {
-  size_t off = 0;
-  for (int i = 0; i < bp_network_n_layers(net); ++i) {
-    size_t w = (size_t)bp_network_size(net, i + 1) * (size_t)bp_network_size(net, i);
-    size_t b = (size_t)bp_network_size(net, i + 1);
-    bp_status st = to_host ? bp_network_get_layer(net, i, buf + off, buf + off + w)
-                           : bp_network_set_layer(net, i, buf + off, buf + off + w);
-    if (st != BP_OK) return st;
-    off += w + b;
-  }
-  return BP_OK;
 }
 
 /* Reads the training and test sets into backend data sets; fills the run's
@@ -541,8 +528,8 @@ static bp_status evaluate(train_state *s, const cli_run *run, const bp_dataset *
 /* --early-stop: puts the best epoch's parameters back and reports that
  * epoch's results as the run's. */
 static int keep_best(train_state *s, cli_run *run) {
-  if (!s->best || run->best_epoch == 0 || run->best_epoch == run->epochs_done) return 0;
-  if (snapshot(s->net, s->best, 0) != BP_OK)
+  if (!s->best.params || run->best_epoch == 0 || run->best_epoch == run->epochs_done) return 0;
+  if (cli_snapshot_restore(&s->best, s->net) != BP_OK)
     return cli_fail(CMD, "cannot restore the model of epoch %d: %s", run->best_epoch,
                     bp_context_last_error(s->ctx));
   for (int i = 0; i < run->n_history; ++i) {
@@ -602,7 +589,7 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
       fprintf(stderr, "backprop " CMD ": epoch %d: %s\n", e, bp_context_last_error(s->ctx));
       fprintf(stderr, "backprop " CMD ": stopped; keeping the model of epoch %d\n", e - 1);
       run->numeric_failure = 1;
-      if (s->snapshot && snapshot(s->net, s->snapshot, 0) != BP_OK)
+      if (s->last.params && cli_snapshot_restore(&s->last, s->net) != BP_OK)
         code = cli_fail(CMD, "cannot restore the model of epoch %d: %s", e - 1,
                         bp_context_last_error(s->ctx));
       break;
@@ -654,15 +641,15 @@ static int train_loop(const train_opts *o, train_state *s, cli_run *run, cli_pro
       break;
     }
     int stop = 0;
-    if (s->val && cli_early_stop_update(&s->early, e, rec->val_cost, &stop) && s->best) {
+    if (s->val && cli_early_stop_update(&s->early, e, rec->val_cost, &stop) && s->best.params) {
       run->best_epoch = e;
-      if (snapshot(s->net, s->best, 1) != BP_OK) {
+      if (cli_snapshot_take(&s->best, s->net) != BP_OK) {
         cli_progress_finish(prog);
         code = cli_fail(CMD, "epoch %d: %s", e, bp_context_last_error(s->ctx));
         break;
       }
     }
-    if (s->snapshot && snapshot(s->net, s->snapshot, 1) != BP_OK) {
+    if (s->last.params && cli_snapshot_take(&s->last, s->net) != BP_OK) {
       cli_progress_finish(prog);
       code = cli_fail(CMD, "epoch %d: %s", e, bp_context_last_error(s->ctx));
       break;
@@ -834,16 +821,17 @@ int cli_cmd_train(int argc, char **argv) {
     run.input_std = std_str;
   }
   if (!code) run.n_params = bp_network_parameter_count(s.net);
+  /* With --save-optimizer the snapshots carry the optimizer state too, so
+   * a restored epoch is saved with its own state, not a later epoch's. */
   if (!code && o.save) {
-    s.snapshot = malloc(sizeof(float) * run.n_params);
-    if (!s.snapshot) code = cli_fail(CMD, "out of memory");
-    else if (snapshot(s.net, s.snapshot, 1) != BP_OK)
+    if (cli_snapshot_init(&s.last, s.net, run.save_optimizer) != BP_OK)
+      code = cli_fail(CMD, "out of memory");
+    else if (cli_snapshot_take(&s.last, s.net) != BP_OK)
       code = cli_fail(CMD, "%s", bp_context_last_error(s.ctx));
   }
-  if (!code && o.recipe.early_stop) {
-    s.best = malloc(sizeof(float) * run.n_params);
-    if (!s.best) code = cli_fail(CMD, "out of memory");
-  }
+  if (!code && o.recipe.early_stop &&
+      cli_snapshot_init(&s.best, s.net, o.save && run.save_optimizer) != BP_OK)
+    code = cli_fail(CMD, "out of memory");
   if (!code && o.log) code = cli_csv_log_open(&s.log, CMD, o.log);
   if (code) {
     free(mean_str);

@@ -197,6 +197,23 @@ expect_rc 0 "eval of the early-stopped model" -- "$BP" eval --model es.safetenso
 check "early stop: the saved model is the best epoch's" \
   py 'abs(js("out.txt")["cost"] - js("es.json")["test_cost"]) < 1e-6'
 
+# --early-stop with --save-optimizer: the kept model's optimizer state is the best
+# epoch's too, so the file equals a run that stopped at that epoch by itself.
+ES=("${T[@]}" --optimizer adam --lr 0.05 --hidden 64 --activation relu --cost cross-entropy
+    --validation 0.3 --save-optimizer --json)
+expect_rc 0 "--early-stop --save-optimizer" -- "${ES[@]}" --epochs 200 --early-stop 3 \
+  --save es-opt.safetensors
+cp out.txt es-opt.json
+BEST=$("$PY" -c 'import json; print(json.load(open("es-opt.json"))["best_epoch"])')
+expect_rc 0 "the same run stopped at the best epoch ($BEST)" -- "${ES[@]}" --epochs "$BEST" \
+  --save at-best.safetensors
+check "early stop: the best epoch is not the last (the check is not vacuous)" \
+  py 'js("es-opt.json")["epochs"] > js("es-opt.json")["best_epoch"]'
+check "early stop: weights and optimizer state are the best epoch's" \
+  py 'st_read("es-opt.safetensors")[2] == st_read("at-best.safetensors")[2] and any(k.startswith("optimizer.") for k in st_read("at-best.safetensors")[2])'
+check "early stop: the optimizer step is the best epoch's" \
+  py 'meta("es-opt.safetensors", "optimizer.step") == meta("at-best.safetensors", "optimizer.step")'
+
 # ---- --standardize ---------------------------------------------------------------
 expect_rc 0 "--standardize" -- "$BP" train --data far.csv --test fartest.csv --backend cpu --hidden 16 -q --epochs 5 --standardize --save std.safetensors --json
 cp out.txt std.json
