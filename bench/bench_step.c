@@ -74,8 +74,8 @@
 #include "bench_config.h"
 
 #ifdef BENCH_WITH_CBLAS
-#include <cblas.h>
-#define BENCH_CPU_BLAS "cblas"
+#include "cpu/blas.h" /* the library's product: bp_cpu_sgemm, bp_cpu_blas_name */
+#define BENCH_CPU_BLAS bp_cpu_blas_name()
 #else
 #define BENCH_CPU_BLAS "builtin"
 #endif
@@ -239,8 +239,10 @@ static float *random_block(size_t *len) {
 /* One GEMM of the step on the BLAS the library links, column-major as the
  * CPU backend calls it. */
 static void cpu_gemm(const gemm *q, const float *A, const float *Bm, float *C) {
-  cblas_sgemm(CblasColMajor, q->ta ? CblasTrans : CblasNoTrans, q->tb ? CblasTrans : CblasNoTrans,
-              q->m, q->n, q->k, q->alpha, A, q->lda, Bm, q->ldb, 0.0f, C, q->ldc);
+  /* The library's own product (src/cpu/blas.c: oneDNN or the BLAS, with its
+   * rule for which products run on one thread), so that "gemm" is the
+   * step's own GEMMs. */
+  bp_cpu_sgemm(q->ta, q->tb, q->m, q->n, q->k, q->alpha, A, q->lda, Bm, q->ldb, 0.0f, C, q->ldc);
 }
 
 static gemm_result time_gemms_cpu(const config *c, int repeats) {

@@ -8,7 +8,8 @@
 void bp_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
                   int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-/* Which implementation is linked: "cblas" (a real BLAS) or "builtin". */
+/* Which implementation is linked: "onednn" (oneDNN's sgemm over a BLAS),
+ * "cblas" (a real BLAS) or "builtin". */
 const char *bp_cpu_blas_name(void);
 
 #endif
