@@ -593,6 +593,34 @@ TEST_P(Models, TheFusedPathMatchesTheReferencePath) {
   }
 }
 
+// A softmax output wider than the fused output kernel takes
+// (BP_FUSED_SOFTMAX_MAX_WIDTH, 1024) runs the reference kernels on the fused
+// path too: the same weights bit for bit and the same launches.
+TEST_P(Models, AWideSoftmaxOutputRunsTheReferenceKernelsOnBothPaths) {
+  if (GetParam() != BP_BACKEND_CUDA) GTEST_SKIP() << "the kernel path is the CUDA backend's";
+  tu::Ctx ctx;
+  BP_MAKE_CONTEXT(ctx, GetParam());
+  const std::vector<int> sizes = {3, 4, 1025};
+  const Pair p = {BP_ACTIVATION_TANH, BP_ACTIVATION_SOFTMAX, BP_COST_CROSS_ENTROPY};
+  const int n = 6;
+  const uint64_t seed = tu::fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  auto X = ref::random_vector((size_t)n * 3, seed + 1);
+  auto Y = targets(p, n, 1025, seed + 2);
+  tu::Data data;
+  ASSERT_EQ(bp_dataset_create(ctx, n, 3, 1025, X.data(), Y.data(), &data.data), BP_OK);
+  tu::Net nets[2];
+  bp_epoch_stats st[2];
+  const bp_kernel_path paths[2] = {BP_KERNELS_REFERENCE, BP_KERNELS_FUSED};
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_EQ(make_net(ctx, sizes, p, seed, &nets[k].net, BP_OPTIMIZER_ADAM, paths[k]), BP_OK);
+    ASSERT_EQ(bp_train_epoch(nets[k], data, 3, 0.01f, seed, nullptr), BP_OK);
+    ASSERT_EQ(bp_network_last_epoch_stats(nets[k], &st[k], sizeof st[k]), BP_OK);
+  }
+  EXPECT_EQ(tu::all_params(nets[1]), tu::all_params(nets[0]));
+  EXPECT_EQ(st[1].launches, st[0].launches);
+}
+
 TEST(LrSchedule, ConstantStepCosineAndWarmup) {
   bp_lr_schedule s;
   bp_lr_schedule_init(&s, 0.1);
