@@ -710,6 +710,332 @@ class HiddenErrorFused : public KernelBench {
   }
 };
 
+/* ---- The model beyond the seed: each fused kernel next to its reference --------
+ * The reference rows run what the reference path issues for the same work
+ * (model.cu's kernel, then bias_grad and cost_sum where the fused kernel
+ * folds those in; optimizers.cu's check, update and step count), so the
+ * two rows of a pair count the same bytes and their GB/s compare directly.
+ * Validated against elementwise.cuh on the host; the device's expf, tanhf,
+ * logf and FMA contraction differ from the host's by ulps, hence 1e-6
+ * absolute and 1e-5 relative on elements. */
+
+static const char *const kActNames[] = {"sigmoid", "tanh", "relu", "identity", "softmax"};
+
+static std::string pair_name(int act, int cost) {
+  return std::string(kActNames[act]) + (cost == BP_EW_CROSS_ENTROPY ? "_xent" : "_quad");
+}
+
+/* a = f(z + b). Reference (model.cu): z += b kept, a written (12 B/elem).
+ * Fused: a over z (8 B/elem). Softmax columns are an output layer's
+ * (out_width rows); the elementwise ones a hidden layer's (width rows). */
+class BiasActivation : public KernelBench {
+  int act, W = 0, n = 0;
+  bool fused;
+  std::string nm;
+
+ public:
+  BiasActivation(int a, bool f) : act(a), fused(f) {
+    nm = std::string(f ? "bias_activation_fused_" : "bias_activation_") + kActNames[a];
+  }
+  const char *name() const override { return nm.c_str(); }
+  const char *traffic() const override {
+    return fused ? "read z, write a over it (8 B/elem) + b; replaces bias_activation (12 B/elem)"
+                 : "read z, write z and a (12 B/elem) + b";
+  }
+  size_t per_elem() const { return fused ? 8 : 12; }
+  void plan(size_t t, const Options &o) override {
+    W = act == BP_EW_SOFTMAX ? o.out_width : o.width;
+    n = (int)at_least_1(t / (per_elem() * (size_t)W));
+  }
+  std::string dims() const override { return std::to_string(W) + "x" + std::to_string(n); }
+  size_t bytes() const override { return per_elem() * (size_t)W * n + 4 * (size_t)W; }
+  std::vector<BufSpec> buffers() const override {
+    size_t c = (size_t)W * n;
+    /* Small biases: repeated launches move z (or a, in place) by b each. */
+    return {{"z", c, 4, Init::Uniform, -3.f, 3.f},
+            {"a", fused ? 1 : c, 4, Init::Poison, 0, 0},
+            {"b", (size_t)W, 4, Init::Uniform, -0.05f, 0.05f}};
+  }
+  void launch(const Set &s, cudaStream_t st) override {
+    float *z = s.get<float>(0), *a = fused ? z : s.get<float>(1);
+    if (fused)
+      cudaCheck(bp_launch_bias_activation_fused(act, z, a, s.get<float>(2), W, n, st));
+    else
+      cudaCheck(bp_launch_bias_activation(act, z, a, s.get<float>(2), W, n, st));
+  }
+  Check validate(const Set &s, cudaStream_t st) override {
+    size_t c = (size_t)W * n;
+    auto z0 = to_host(s.get<float>(0), c);
+    auto b = to_host(s.get<float>(2), (size_t)W);
+    launch(s, st);
+    cudaCheck(cudaStreamSynchronize(st));
+    auto a = to_host(fused ? s.get<float>(0) : s.get<float>(1), c);
+    std::vector<float> zr(c), ar(c);
+    for (size_t i = 0; i < c; ++i) zr[i] = z0[i] + b[i % (size_t)W];
+    if (act == BP_EW_SOFTMAX)
+      for (size_t k = 0; k < (size_t)n; ++k) bp_softmax_column(&zr[k * W], &ar[k * W], W);
+    else
+      for (size_t i = 0; i < c; ++i) ar[i] = bp_activate(act, zr[i]);
+    Check ck;
+    for (size_t i = 0; i < c; ++i) ck.value("a", i, a[i], ar[i], 1e-6, 1e-5);
+    return ck;
+  }
+};
+
+/* Output layer of a (activation, cost) pair. Reference: output_error_model
+ * (delta and per-column costs), bias_grad, cost_sum. Fused: one kernel. */
+class OutputModel : public KernelBench {
+  int act, cost_kind, W = 0, n = 0;
+  bool fused;
+  std::string nm;
+
+ public:
+  OutputModel(int a, int c, bool f) : act(a), cost_kind(c), fused(f) {
+    nm = std::string(f ? "output_error_fused_" : "output_error_model_") + pair_name(a, c);
+  }
+  const char *name() const override { return nm.c_str(); }
+  const char *traffic() const override {
+    if (cost_kind == BP_EW_CROSS_ENTROPY)
+      return fused ? "read z, a, y, write delta (16 B/elem); replaces output_error_model + "
+                     "bias_grad + cost_sum (20 B/elem)"
+                   : "read z, a, y, write delta; bias_grad reads delta (20 B/elem)";
+    return fused ? "read a, y, write delta (12 B/elem); replaces output_error_model + bias_grad "
+                   "+ cost_sum (16 B/elem, z unread)"
+                 : "read a, y, write delta; bias_grad reads delta (16 B/elem)";
+  }
+  bool elementwise() const override { return false; }
+  size_t per_elem() const {
+    return (cost_kind == BP_EW_CROSS_ENTROPY ? 16 : 12) + (fused ? 0 : 4);
+  }
+  void plan(size_t t, const Options &o) override {
+    W = o.out_width;
+    n = (int)at_least_1(t / (per_elem() * (size_t)W));
+  }
+  std::string dims() const override { return std::to_string(W) + "x" + std::to_string(n); }
+  size_t bytes() const override { return per_elem() * (size_t)W * n + 4 * (size_t)W; }
+  std::vector<BufSpec> buffers() const override {
+    size_t c = (size_t)W * n;
+    size_t cp = std::max(bp_output_fused_cost_partials_count(W, n), bp_cost_partials_count(1, n));
+    return {{"z", c, 4, Init::Uniform, -3.f, 3.f},
+            {"a", c, 4, Init::Uniform, 0.01f, 0.2f},
+            {"y", c, 4, Init::Uniform, 0.f, 0.2f},
+            {"delta", c, 4, Init::Poison, 0, 0},
+            {"bias_partials", bp_bias_grad_partials_count(W, n), 4, Init::Scratch, 0, 0},
+            {"db", (size_t)W, 4, Init::Poison, 0, 0},
+            {"cost_partials", cp, 8, Init::Scratch, 0, 0},
+            {"cost", 1, 4, Init::Poison, 0, 0},
+            {"cost_acc", 1, 8, Init::Zero, 0, 0},
+            {"skipped", 1, 4, Init::Zero, 0, 0},
+            {"ticket", 1, 4, Init::Zero, 0, 0},
+            {"col_cost", fused ? 1 : (size_t)n, 8, Init::Scratch, 0, 0}};
+  }
+  void launch(const Set &s, cudaStream_t st) override {
+    const float *z = s.get<float>(0), *a = s.get<float>(1), *y = s.get<float>(2);
+    float *delta = s.get<float>(3), *bp = s.get<float>(4), *db = s.get<float>(5);
+    double *cp = s.get<double>(6), *acc = s.get<double>(8);
+    float *cost = s.get<float>(7);
+    int *skipped = s.get<int>(9);
+    if (fused) {
+      cudaCheck(bp_launch_output_error_fused_act(act, cost_kind, z, a, y, delta, W, n, bp, db, cp,
+                                                 cost, acc, skipped, s.get<unsigned>(10), st));
+    } else {
+      double *col = s.get<double>(11);
+      cudaCheck(bp_launch_output_error_model(act, cost_kind, z, a, y, delta, W, n, col, st));
+      cudaCheck(bp_launch_bias_grad(delta, W, n, bp, db, st));
+      cudaCheck(bp_launch_cost_sum(col, n, cp, cost, acc, skipped, st));
+    }
+  }
+  Check validate(const Set &s, cudaStream_t st) override {
+    size_t c = (size_t)W * n;
+    auto z = to_host(s.get<float>(0), c);
+    auto a = to_host(s.get<float>(1), c);
+    auto y = to_host(s.get<float>(2), c);
+    launch(s, st);
+    cudaCheck(cudaStreamSynchronize(st));
+    auto d = to_host(s.get<float>(3), c);
+    auto db = to_host(s.get<float>(5), (size_t)W);
+    float cost = to_host(s.get<float>(7), 1)[0];
+    std::vector<float> dr(c);
+    double total = 0.0;
+    for (size_t k = 0; k < (size_t)n; ++k)
+      total += bp_output_column(act, cost_kind, &z[k * W], &a[k * W], &y[k * W], &dr[k * W], W);
+    Check ck;
+    std::vector<double> sum((size_t)W, 0.0), sum_abs((size_t)W, 0.0);
+    for (size_t i = 0; i < c; ++i) {
+      ck.value("delta", i, d[i], dr[i], 1e-6, 1e-5);
+      sum[i % (size_t)W] += dr[i];
+      sum_abs[i % (size_t)W] += std::fabs(dr[i]);
+    }
+    for (size_t j = 0; j < (size_t)W; ++j)
+      ck.value("db", j, db[j], sum[j] / n, 1e-5 * sum_abs[j] / n + 1e-12, 1e-5);
+    ck.value("cost", 0, cost, total / n, 0.0, 1e-5);
+    return ck;
+  }
+};
+
+/* Hidden layer: delta = g f'(a) and db. Reference: hidden_error_act (reads
+ * z too, unused but for the sigmoid) and bias_grad; fused: one kernel. Out
+ * of place, as HiddenErrorFused. */
+class HiddenAct : public KernelBench {
+  int act, W = 0, n = 0;
+  bool fused;
+  std::string nm;
+
+ public:
+  HiddenAct(int a, bool f) : act(a), fused(f) {
+    nm = std::string(f ? "hidden_error_fused_" : "hidden_error_act_") + kActNames[a];
+  }
+  const char *name() const override { return nm.c_str(); }
+  const char *traffic() const override {
+    return fused ? "read g, a, write delta (12 B/elem); replaces hidden_error_act + bias_grad "
+                   "(20 B/elem)"
+                 : "read g, z, a, write delta; bias_grad reads delta (20 B/elem)";
+  }
+  bool elementwise() const override { return false; }
+  size_t per_elem() const { return fused ? 12 : 20; }
+  void plan(size_t t, const Options &o) override {
+    W = o.width;
+    n = (int)at_least_1(t / (per_elem() * (size_t)W));
+  }
+  std::string dims() const override { return std::to_string(W) + "x" + std::to_string(n); }
+  size_t bytes() const override { return per_elem() * (size_t)W * n + 4 * (size_t)W; }
+  std::vector<BufSpec> buffers() const override {
+    size_t c = (size_t)W * n;
+    return {{"g", c, 4, Init::Uniform, -1.f, 1.f},
+            {"a", c, 4, Init::Uniform, -0.9f, 0.9f},
+            {"delta", c, 4, Init::Poison, 0, 0},
+            {"bias_partials", bp_bias_grad_partials_count(W, n), 4, Init::Scratch, 0, 0},
+            {"db", (size_t)W, 4, Init::Poison, 0, 0},
+            {"ticket", 1, 4, Init::Zero, 0, 0},
+            {"z", fused ? 1 : c, 4, Init::Uniform, -3.f, 3.f}};
+  }
+  void launch(const Set &s, cudaStream_t st) override {
+    const float *g = s.get<float>(0), *a = s.get<float>(1);
+    float *delta = s.get<float>(2), *bp = s.get<float>(3), *db = s.get<float>(4);
+    if (fused) {
+      cudaCheck(bp_launch_hidden_error_fused_act(act, g, a, delta, W, n, bp, db,
+                                                 s.get<unsigned>(5), st));
+    } else {
+      cudaCheck(bp_launch_hidden_error_act(act, g, s.get<float>(6), a, delta, (size_t)W * n, st));
+      cudaCheck(bp_launch_bias_grad(delta, W, n, bp, db, st));
+    }
+  }
+  Check validate(const Set &s, cudaStream_t st) override {
+    size_t c = (size_t)W * n;
+    auto g = to_host(s.get<float>(0), c);
+    auto a = to_host(s.get<float>(1), c);
+    launch(s, st);
+    cudaCheck(cudaStreamSynchronize(st));
+    auto d = to_host(s.get<float>(2), c);
+    auto db = to_host(s.get<float>(4), (size_t)W);
+    Check ck;
+    std::vector<double> sum((size_t)W, 0.0), sum_abs((size_t)W, 0.0);
+    for (size_t i = 0; i < c; ++i) {
+      float r = g[i] * bp_activation_prime_of_a(act, a[i]);
+      ck.value("delta", i, d[i], r, 1e-6, 1e-5);
+      sum[i % (size_t)W] += r;
+      sum_abs[i % (size_t)W] += std::fabs(r);
+    }
+    for (size_t j = 0; j < (size_t)W; ++j)
+      ck.value("db", j, db[j], sum[j] / n, 4e-6 * sum_abs[j] / n + 1e-12, 1e-6);
+    return ck;
+  }
+};
+
+/* The guarded update of an optimizer with state. Reference: check, update,
+ * step count (3 launches); fused: check (which counts the step), update.
+ * Both read p, g and the state twice and write p and the state once. */
+class OptUpdate : public KernelBench {
+  int kind, slots;
+  bool fused;
+  size_t count = 0;
+  bp_opt_hyper h;
+  std::string nm;
+  static constexpr float lr = 0.001f;
+
+ public:
+  OptUpdate(int k, bool f) : kind(k), fused(f) {
+    std::memset(&h, 0, sizeof h);
+    h.kind = k;
+    h.one_minus_beta1 = 0.1f;
+    h.beta2 = 0.999f;
+    h.one_minus_beta2 = 0.001f;
+    h.eps = 1e-8f;
+    h.beta1_d = 0.9;
+    h.beta2_d = 0.999;
+    h.eta_minus = 0.5f;
+    h.eta_plus = 1.2f;
+    h.step_min = 1e-6f;
+    h.step_max = 1e-3f; /* repeated launches keep the weights in range */
+    if (k == BP_EW_SGD) {
+      h.momentum = 0.9f;
+      h.nesterov = 1;
+    }
+    slots = k == BP_EW_SGD ? 1 : 2;
+    static const char *const names[] = {"sgd_momentum", "adam", "adamw", "rprop"};
+    nm = std::string(f ? "opt_update_fused_" : "opt_update_") + names[k];
+  }
+  const char *name() const override { return nm.c_str(); }
+  const char *traffic() const override {
+    return slots == 1 ? "check reads p, g, s; update reads p, g, s, writes p, s (32 B/elem)"
+                      : "check reads p, g, s0, s1; update reads them, writes p, s0, s1 "
+                        "(44 B/elem)";
+  }
+  size_t per_elem() const { return 2 * 4 * (2 + slots) + 4 * (1 + slots); }
+  void plan(size_t t, const Options &) override { count = at_least_1(t / per_elem()); }
+  std::string dims() const override { return std::to_string(count); }
+  size_t bytes() const override { return per_elem() * count; }
+  std::vector<BufSpec> buffers() const override {
+    return {{"params", count, 4, Init::Uniform, -1.f, 1.f},
+            {"grads", count, 4, Init::Uniform, -1.f, 1.f},
+            {"state", count * slots, 4, Init::Uniform, 0.01f, 0.02f},
+            {"step", 1, 8, Init::Zero, 0, 0},
+            {"bad", 1, 4, Init::Zero, 0, 0},
+            {"skipped", 1, 4, Init::Zero, 0, 0},
+            {"batch_cost", 1, 4, Init::Const, 0.5f, 0.f},
+            {"step_scalars", 1, sizeof(bp_opt_step), Init::Scratch, 0, 0},
+            {"ticket", 1, 4, Init::Zero, 0, 0}};
+  }
+  void launch(const Set &s, cudaStream_t st) override {
+    float *p = s.get<float>(0), *g = s.get<float>(1), *state = s.get<float>(2);
+    long long *step = s.get<long long>(3);
+    int *bad = s.get<int>(4), *skipped = s.get<int>(5);
+    const float *cost = s.get<float>(6);
+    if (fused) {
+      bp_opt_step *sc = s.get<bp_opt_step>(7);
+      cudaCheck(bp_launch_opt_check_fused(h, lr, p, g, state, count, slots, step, cost, bad, sc,
+                                          s.get<unsigned>(8), st));
+      cudaCheck(bp_launch_opt_update_fused(h, p, g, state, count, slots, sc, cost, bad, skipped,
+                                           st));
+    } else {
+      cudaCheck(bp_launch_opt_check(h, lr, p, g, state, count, slots, step, bad, st));
+      cudaCheck(
+          bp_launch_opt_update(h, lr, p, g, state, count, slots, step, cost, bad, skipped, st));
+    }
+  }
+  Check validate(const Set &s, cudaStream_t st) override {
+    auto p0 = to_host(s.get<float>(0), count);
+    auto g = to_host(s.get<float>(1), count);
+    auto s0 = to_host(s.get<float>(2), count * slots);
+    long long t0 = to_host(s.get<long long>(3), 1)[0];
+    launch(s, st);
+    cudaCheck(cudaStreamSynchronize(st));
+    auto p = to_host(s.get<float>(0), count);
+    auto sd = to_host(s.get<float>(2), count * slots);
+    Check ck;
+    const bp_opt_step stp = bp_opt_step_of(&h, lr, t0);
+    for (size_t i = 0; i < count; ++i) {
+      float a0 = s0[i], a1 = slots > 1 ? s0[count + i] : 0.0f;
+      const float r = bp_opt_update(&h, &stp, p0[i], g[i], &a0, &a1);
+      ck.value("params", i, p[i], r, 1e-7, 1e-5);
+      ck.value("state0", i, sd[i], a0, 1e-9, 1e-5);
+      if (slots > 1) ck.value("state1", i, sd[count + i], a1, 1e-9, 1e-5);
+    }
+    ck.condition(to_host(s.get<long long>(3), 1)[0] == t0 + 1, "the step was not counted");
+    return ck;
+  }
+};
+
 static std::vector<std::unique_ptr<KernelBench>> all_kernels() {
   std::vector<std::unique_ptr<KernelBench>> v;
   v.emplace_back(new Copy());
@@ -724,6 +1050,18 @@ static std::vector<std::unique_ptr<KernelBench>> all_kernels() {
   v.emplace_back(new BiasSigmoidInplace());
   v.emplace_back(new OutputErrorFused());
   v.emplace_back(new HiddenErrorFused());
+  for (int act = BP_EW_SIGMOID; act <= BP_EW_SOFTMAX; ++act)
+    for (bool fused : {false, true}) v.emplace_back(new BiasActivation(act, fused));
+  const int pairs[][2] = {{BP_EW_TANH, BP_EW_QUADRATIC},     {BP_EW_RELU, BP_EW_QUADRATIC},
+                          {BP_EW_IDENTITY, BP_EW_QUADRATIC}, {BP_EW_SOFTMAX, BP_EW_QUADRATIC},
+                          {BP_EW_SIGMOID, BP_EW_CROSS_ENTROPY},
+                          {BP_EW_SOFTMAX, BP_EW_CROSS_ENTROPY}};
+  for (const auto &pr : pairs)
+    for (bool fused : {false, true}) v.emplace_back(new OutputModel(pr[0], pr[1], fused));
+  for (int act = BP_EW_TANH; act <= BP_EW_IDENTITY; ++act)
+    for (bool fused : {false, true}) v.emplace_back(new HiddenAct(act, fused));
+  for (int kind : {BP_EW_SGD, BP_EW_ADAM, BP_EW_RPROP})
+    for (bool fused : {false, true}) v.emplace_back(new OptUpdate(kind, fused));
   return v;
 }
 

@@ -208,8 +208,9 @@ typedef enum bp_math_mode {
 } bp_math_mode;
 
 /* Which kernels run the elementwise work of a CUDA step (the CPU backend
- * accepts and ignores it). Values are stable. Both give the same weights bit
- * for bit; see "Execution options" below. */
+ * accepts and ignores it). Values are stable. Both give the same weights,
+ * bit for bit where every layer is elementwise (a softmax output: to
+ * rounding); see "Execution options" below. */
 typedef enum bp_kernel_path {
   BP_KERNELS_REFERENCE = 0, /* one kernel per formula, pre-activations kept; the default */
   BP_KERNELS_FUSED = 1      /* bias + activation in place, error + cost + bias gradient in one
@@ -470,11 +471,16 @@ BP_API int bp_network_cuda_graphs(const bp_network *net);
 /* The kernel path (bp_kernel_path): BP_KERNELS_FUSED runs the forward pass
  * as one in-place bias + activation kernel per layer and the backward pass
  * as one error + cost + bias-gradient kernel per layer, with 16-byte
- * accesses where the widths allow; it keeps no pre-activations, so it needs
- * less device memory. The weights are bit-identical to the reference path;
- * the batch cost agrees to double rounding. Takes effect at the next call
- * (a CUDA workspace of the other kind is reallocated then). An unknown value
- * is BP_ERR_INVALID_ARGUMENT. */
+ * accesses where the widths allow, and the update of an optimizer with
+ * state in two launches instead of three; it keeps no pre-activations (but
+ * the output layer's with the cross-entropy cost), so it needs less device
+ * memory. It covers every activation, cost and optimizer; a softmax output
+ * wider than 1024 runs the reference kernels whatever the path. The weights
+ * are bit-identical to the reference path where every layer is elementwise;
+ * with a softmax output they agree to rounding (its column sums are added
+ * in another order). The batch cost agrees to double rounding. Takes effect
+ * at the next call (a CUDA workspace of the other kind is reallocated
+ * then). An unknown value is BP_ERR_INVALID_ARGUMENT. */
 BP_API bp_status bp_network_set_kernel_path(bp_network *net, bp_kernel_path path);
 /* The current kernel path (BP_KERNELS_REFERENCE for NULL). */
 BP_API bp_kernel_path bp_network_get_kernel_path(const bp_network *net);

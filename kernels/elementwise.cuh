@@ -121,6 +121,30 @@ BP_HD void bp_softmax_column(const float *z, float *a, int w) {
 /* log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|). */
 BP_HD float bp_softplus(float z) { return fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z))); }
 
+/* The per-element pieces of bp_output_column, named so that the fused
+ * kernels (fused.cu), which split a column over threads, compute each
+ * element with this very text. */
+
+/* Quadratic cost, elementwise f: 2 (a - y) f'(z), f' from a. The sigmoid's
+ * is bp_output_error_of_a, bit for bit bp_output_error's z form. */
+BP_HD float bp_quadratic_error_of_a(int act, float a, float y) {
+  return act == BP_EW_SIGMOID ? bp_output_error_of_a(a, y)
+                              : 2.0f * (a - y) * bp_activation_prime_of_a(act, a);
+}
+/* Cross-entropy with sigmoid outputs: the term softplus(z) - y z. */
+BP_HD double bp_ce_sigmoid_term(float z, float y) {
+  return (double)bp_softplus(z) - (double)y * (double)z;
+}
+/* Cross-entropy with softmax: the term y (lse - z) and delta = a sum(y) - y. */
+BP_HD double bp_ce_softmax_term(float z, float y, float lse) { return (double)y * (double)(lse - z); }
+BP_HD float bp_ce_softmax_error(float a, float y, float ysum) { return a * ysum - y; }
+/* Quadratic cost with softmax: the column's dot = sum_i 2 (a_i - y_i) a_i,
+ * then delta_j = a_j (2 (a_j - y_j) - dot). */
+BP_HD float bp_softmax_dot_term(float a, float y) { return 2.0f * (a - y) * a; }
+BP_HD float bp_softmax_quadratic_error(float a, float y, float dot) {
+  return a * (2.0f * (a - y) - dot);
+}
+
 /* The output layer of one example, for every valid (activation, cost)
  * pair: writes delta = dC0/dz (w entries) and returns C0, summed in double.
  * z, a, y, delta are the example's column (w contiguous floats).
@@ -142,26 +166,26 @@ BP_HD double bp_output_column(int act, int cost, const float *z, const float *a,
     }
     const float lse = m + logf(s);
     for (int j = 0; j < w; ++j) {
-      c += (double)y[j] * (double)(lse - z[j]);
-      delta[j] = a[j] * ysum - y[j];
+      c += bp_ce_softmax_term(z[j], y[j], lse);
+      delta[j] = bp_ce_softmax_error(a[j], y[j], ysum);
     }
   } else if (cost == BP_EW_CROSS_ENTROPY) { /* sigmoid output */
     for (int j = 0; j < w; ++j) {
-      c += (double)bp_softplus(z[j]) - (double)y[j] * (double)z[j];
+      c += bp_ce_sigmoid_term(z[j], y[j]);
       delta[j] = a[j] - y[j];
     }
   } else if (act == BP_EW_SOFTMAX) { /* quadratic */
     float dot = 0.0f;
     for (int j = 0; j < w; ++j) {
       c += (double)bp_cost_term(a[j], y[j]);
-      dot += 2.0f * (a[j] - y[j]) * a[j];
+      dot += bp_softmax_dot_term(a[j], y[j]);
     }
-    for (int j = 0; j < w; ++j) delta[j] = a[j] * (2.0f * (a[j] - y[j]) - dot);
+    for (int j = 0; j < w; ++j) delta[j] = bp_softmax_quadratic_error(a[j], y[j], dot);
   } else { /* quadratic, elementwise */
     for (int j = 0; j < w; ++j) {
       c += (double)bp_cost_term(a[j], y[j]);
       delta[j] = act == BP_EW_SIGMOID ? bp_output_error(a[j], y[j], z[j])
-                                      : 2.0f * (a[j] - y[j]) * bp_activation_prime_of_a(act, a[j]);
+                                      : bp_quadratic_error_of_a(act, a[j], y[j]);
     }
   }
   return c;

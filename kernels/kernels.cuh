@@ -206,6 +206,57 @@ cudaError_t bp_launch_hidden_error_fused(const float *g, const float *a, float *
                                          int n, float *bias_partials, float *db,
                                          unsigned *counter, cudaStream_t stream);
 
+/* Every activation and cost (act, cost: the BP_EW_* values).
+ * The widest softmax output the fused output kernel takes (its per-row sums
+ * live in shared memory); a wider one is cudaErrorInvalidValue. */
+#define BP_FUSED_SOFTMAX_MAX_WIDTH 1024
+
+/* z (width x n) holds W*A. a = f(z + b) per element; softmax per column
+ * (bp_softmax_column's steps, the column's sums over 32 lanes). a == z: in
+ * place, no z kept; else z += b is kept in z, as bp_launch_bias_activation
+ * does. Elementwise a is bit-identical to bp_launch_bias_activation's. */
+cudaError_t bp_launch_bias_activation_fused(int act, float *z, float *a, const float *b,
+                                            int width, int n, cudaStream_t stream);
+
+/* Output layer of any valid (act, cost) pair (cross-entropy: softmax or
+ * sigmoid), a, y, delta width x n: delta as bp_output_column gives it, db
+ * and the batch cost as bp_launch_output_error_fused. z (z + b of the
+ * forward pass) is read by cross-entropy only and may be NULL otherwise.
+ * Softmax: width <= BP_FUSED_SOFTMAX_MAX_WIDTH. delta must not overlap z, a
+ * or y. bp_launch_output_error_fused is the (sigmoid, quadratic) instance. */
+cudaError_t bp_launch_output_error_fused_act(int act, int cost_kind, const float *z,
+                                             const float *a, const float *y, float *delta,
+                                             int width, int n, float *bias_partials, float *db,
+                                             double *cost_partials, float *cost,
+                                             double *cost_acc, int *skipped, unsigned *counter,
+                                             cudaStream_t stream);
+
+/* Hidden layer of an elementwise act (not softmax): delta = g *
+ * bp_activation_prime_of_a(act, a) (delta == g allowed) and db, as
+ * bp_launch_hidden_error_fused (its sigmoid instance). */
+cudaError_t bp_launch_hidden_error_fused_act(int act, const float *g, const float *a,
+                                             float *delta, int width, int n, float *bias_partials,
+                                             float *db, unsigned *counter, cudaStream_t stream);
+
+/* The optimizers but the seed's SGD, in two launches (bp_launch_opt_check
+ * and bp_launch_opt_update take three). The check: *bad = 1 (cleared by the
+ * caller) if an update would make a parameter or state value non-finite;
+ * its last block stores the step's scalars in *step_out and adds 1 to
+ * *step when the update will be applied (batch_cost NULL or finite, *bad
+ * 0). The update, after it on the same stream: the update of
+ * bp_launch_opt_update with *step_in, all or nothing under the same gates
+ * (batch_cost, *bad, skipped). Parameters and state as bp_launch_opt_update
+ * leaves them, bit for bit. */
+cudaError_t bp_launch_opt_check_fused(bp_opt_hyper h, float lr, const float *params,
+                                      const float *grads, const float *state, size_t count,
+                                      int slots, long long *step, const float *batch_cost, int *bad,
+                                      bp_opt_step *step_out, unsigned *counter,
+                                      cudaStream_t stream);
+cudaError_t bp_launch_opt_update_fused(bp_opt_hyper h, float *params, const float *grads,
+                                       float *state, size_t count, int slots,
+                                       const bp_opt_step *step_in, const float *batch_cost,
+                                       const int *bad, int *skipped, cudaStream_t stream);
+
 /* ---- convert.cu --------------------------------------------------------- */
 
 /* bfloat16 operands of the BF16 products: dst[i] = the bfloat16 bit pattern

@@ -742,6 +742,448 @@ TEST(CudaKernels, FusedHiddenErrorMatchesReferenceInPlace) {
               bp_output_fused_cost_partials_count(7, n * 3 + 1));
 }
 
+// ---- fused.cu: every activation, cost and optimizer --------------------------------
+// Against the reference kernels of model.cu, reduce.cu and optimizers.cu on
+// the same device floats. Elementwise layers and the optimizers: bit for
+// bit (the same formula text, the bias sums in the same order). Softmax: the
+// fused kernels add a column's sums over 32 lanes instead of one thread's
+// order, so a, delta and db agree to rounding: 1e-5 relative (a sum of up
+// to 1024 positive terms in another order moves by a few ulps, 1e-7 each,
+// and a few of those meet in delta), with an absolute floor of 1e-6 of the
+// column's largest magnitude for elements near 0 (cancellation in delta).
+// The cost: 2e-7 relative where only the double partition differs (the
+// mean is rounded to float once), 1e-5 for softmax.
+
+const char *act_name(int act) {
+  static const char *const names[] = {"sigmoid", "tanh", "relu", "identity", "softmax"};
+  return names[act];
+}
+
+// Columns of y that are probability rows, as a softmax's targets are.
+void normalize_columns(std::vector<float> &y, int width, int n) {
+  for (int k = 0; k < n; ++k) {
+    float s = 0;
+    for (int j = 0; j < width; ++j) s += y[(size_t)k * width + j];
+    for (int j = 0; j < width; ++j) y[(size_t)k * width + j] /= s;
+  }
+}
+
+void expect_softmax_close(const std::vector<float> &got, const std::vector<float> &want,
+                          const char *what) {
+  double scale = 0;
+  for (float v : want) scale = std::max(scale, (double)std::fabs(v));
+  expect_close(got, want, [&](size_t i) { return 1e-5 * std::fabs(want[i]) + 1e-6 * scale; },
+               what);
+}
+
+TEST(CudaKernels, FusedBiasActivationMatchesReferenceForEveryActivation) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  for (int act = BP_EW_SIGMOID; act <= BP_EW_SOFTMAX; ++act)
+    for (const Shape &s : kFusedShapes) {
+      const uint64_t seed = test_seed(1301 + 7 * act + s.width + s.n);
+      SCOPED_TRACE(testing::Message() << act_name(act) << ", width " << s.width << ", n " << s.n
+                                      << ", seed " << seed);
+      std::mt19937 rng((uint32_t)seed);
+      const size_t total = (size_t)s.width * s.n;
+      std::vector<float> Z = random_floats(rng, total, -6.0f, 6.0f);
+      std::vector<float> b = random_floats(rng, (size_t)s.width, -2.0f, 2.0f);
+      if (total > 2) {  // the far tails: sigmoid 0 and 1, tanh -1 and 1, a dominant softmax entry
+        Z[0] = -120.0f;
+        Z[1] = 120.0f;
+      }
+      DeviceBuffer<float> dz(total), da(total), dzk(total), dak(total), dza(total), db(s.width);
+      ASSERT_TRUE(dz.ok() && da.ok() && dzk.ok() && dak.ok() && dza.ok() && db.ok());
+      dz.upload(Z);
+      dzk.upload(Z);
+      dza.upload(Z);
+      db.upload(b);
+      da.poison();
+      dak.poison();
+      CUDA_OK(bp_launch_bias_activation(act, dz.get(), da.get(), db.get(), s.width, s.n, stream));
+      // z kept (a cross-entropy output) and in place (every other layer).
+      CUDA_OK(bp_launch_bias_activation_fused(act, dzk.get(), dak.get(), db.get(), s.width, s.n,
+                                              stream));
+      CUDA_OK(bp_launch_bias_activation_fused(act, dza.get(), dza.get(), db.get(), s.width, s.n,
+                                              stream));
+      CUDA_OK(stream.sync());
+      const std::vector<float> z_ref = dz.download(), a_ref = da.download();
+      EXPECT_TRUE(bit_identical(dzk.download(), z_ref)) << "kept z differs";
+      if (act == BP_EW_SOFTMAX) {
+        expect_softmax_close(dak.download(), a_ref, "a (z kept)");
+        expect_softmax_close(dza.download(), a_ref, "a (in place)");
+        EXPECT_TRUE(bit_identical(dza.download(), dak.download())) << "in place vs z kept";
+      } else {
+        EXPECT_TRUE(bit_identical(dak.download(), a_ref)) << "a (z kept) differs";
+        EXPECT_TRUE(bit_identical(dza.download(), a_ref)) << "a (in place) differs";
+      }
+    }
+}
+
+TEST(CudaKernels, FusedOutputErrorMatchesReferenceForEveryPair) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  struct Pair {
+    int act, cost;
+  };
+  const Pair pairs[] = {{BP_EW_SIGMOID, BP_EW_QUADRATIC},       {BP_EW_TANH, BP_EW_QUADRATIC},
+                        {BP_EW_RELU, BP_EW_QUADRATIC},          {BP_EW_IDENTITY, BP_EW_QUADRATIC},
+                        {BP_EW_SOFTMAX, BP_EW_QUADRATIC},       {BP_EW_SIGMOID, BP_EW_CROSS_ENTROPY},
+                        {BP_EW_SOFTMAX, BP_EW_CROSS_ENTROPY}};
+  for (const Pair &pr : pairs)
+    for (const Shape &s : kFusedShapes) {
+      const bool softmax = pr.act == BP_EW_SOFTMAX, ce = pr.cost == BP_EW_CROSS_ENTROPY;
+      const uint64_t seed = test_seed(1401 + 11 * pr.act + 5 * pr.cost + s.width + s.n);
+      SCOPED_TRACE(testing::Message() << act_name(pr.act) << (ce ? ", cross-entropy" : ", quadratic")
+                                      << ", width " << s.width << ", n " << s.n << ", seed "
+                                      << seed);
+      std::mt19937 rng((uint32_t)seed);
+      const size_t total = (size_t)s.width * s.n;
+      std::vector<float> z = random_floats(rng, total, -4.0f, 4.0f);
+      std::vector<float> bias = random_floats(rng, (size_t)s.width, -1.0f, 1.0f);
+      std::vector<float> y = random_floats(rng, total, 0.0f, 1.0f);
+      if (softmax) normalize_columns(y, s.width, s.n);
+      const size_t n_bias = bp_bias_grad_partials_count(s.width, s.n);
+      const size_t n_cost = std::max(bp_cost_partials_count(1, s.n),
+                                     bp_output_fused_cost_partials_count(s.width, s.n));
+      DeviceBuffer<float> dz(total), da(total), dy(total), dref(total), dfused(total);
+      DeviceBuffer<float> dbias(n_bias), db_ref(s.width), db_fused(s.width), dcost(1),
+          dbb(s.width);
+      DeviceBuffer<double> dcp(n_cost), dacc(1), dcol(s.n);
+      DeviceBuffer<int> dskip(1);
+      DeviceBuffer<unsigned> dcounter(1);
+      ASSERT_TRUE(dz.ok() && da.ok() && dy.ok() && dref.ok() && dfused.ok() && dbias.ok() &&
+                  db_ref.ok() && db_fused.ok() && dcost.ok() && dbb.ok() && dcp.ok() &&
+                  dacc.ok() && dcol.ok() && dskip.ok() && dcounter.ok());
+      // z and a as the reference forward pass leaves them.
+      dz.upload(z);
+      dbb.upload(bias);
+      CUDA_OK(bp_launch_bias_activation(pr.act, dz.get(), da.get(), dbb.get(), s.width, s.n,
+                                        stream));
+      CUDA_OK(stream.sync());
+      const std::vector<float> a = da.download();
+      dy.upload(y);
+      dcounter.upload({0u});
+      dref.poison();
+      CUDA_OK(bp_launch_output_error_model(pr.act, pr.cost, dz.get(), da.get(), dy.get(),
+                                           dref.get(), s.width, s.n, dcol.get(), stream));
+      CUDA_OK(bp_launch_bias_grad(dref.get(), s.width, s.n, dbias.get(), db_ref.get(), stream));
+      CUDA_OK(bp_launch_cost_sum(dcol.get(), s.n, dcp.get(), dcost.get(), nullptr, nullptr,
+                                 stream));
+      CUDA_OK(stream.sync());
+      const float cost_ref = dcost.download()[0];
+      const std::vector<float> delta_ref = dref.download(), db_want = db_ref.download();
+      ASSERT_TRUE(std::isfinite(cost_ref));
+      const double cost_tol = (softmax ? 1e-5 : 2e-7) * std::fabs(cost_ref);
+
+      std::vector<float> first_delta, first_db;
+      for (int run = 0; run < 2; ++run) {
+        SCOPED_TRACE(testing::Message() << "run " << run);
+        dfused.poison();
+        db_fused.poison();
+        dcost.poison();
+        dacc.upload({2.5});
+        dskip.upload({3});
+        CUDA_OK(bp_launch_output_error_fused_act(
+            pr.act, pr.cost, ce ? dz.get() : nullptr, da.get(), dy.get(), dfused.get(), s.width,
+            s.n, dbias.get(), db_fused.get(), dcp.get(), dcost.get(), dacc.get(), dskip.get(),
+            dcounter.get(), stream));
+        CUDA_OK(stream.sync());
+        const std::vector<float> delta = dfused.download(), db = db_fused.download();
+        if (softmax) {
+          expect_softmax_close(delta, delta_ref, "delta");
+          expect_softmax_close(db, db_want, "db");
+        } else {
+          EXPECT_TRUE(bit_identical(delta, delta_ref)) << "delta differs";
+          EXPECT_TRUE(bit_identical(db, db_want)) << "db differs";
+        }
+        if (run == 0) {
+          first_delta = delta;
+          first_db = db;
+        } else {
+          EXPECT_TRUE(bit_identical(delta, first_delta)) << "not deterministic";
+          EXPECT_TRUE(bit_identical(db, first_db)) << "not deterministic";
+        }
+        const float cost = dcost.download()[0];
+        EXPECT_LE(std::fabs(cost - cost_ref), cost_tol)
+            << "cost " << cost << " vs reference " << cost_ref;
+        EXPECT_LE(std::fabs(dacc.download()[0] - 2.5 - (double)cost_ref * s.n),
+                  (softmax ? 1e-5 : 1e-6) * std::fabs(cost_ref) * s.n)
+            << "accumulated total";
+        EXPECT_EQ(dskip.download()[0], 3);
+        EXPECT_EQ(dcounter.download()[0], 0u) << "the last block must reset the ticket";
+      }
+
+      // A NaN: the fused kernel counts a skip and leaves the sum alone.
+      std::vector<float> a_bad = a;
+      a_bad[total / 2] = std::numeric_limits<float>::quiet_NaN();
+      if (ce) {  // cross-entropy's cost reads z
+        std::vector<float> z_bad = dz.download();
+        z_bad[total / 2] = std::numeric_limits<float>::quiet_NaN();
+        dz.upload(z_bad);
+      }
+      da.upload(a_bad);
+      dacc.upload({2.5});
+      dskip.upload({3});
+      CUDA_OK(bp_launch_output_error_fused_act(
+          pr.act, pr.cost, ce ? dz.get() : nullptr, da.get(), dy.get(), dfused.get(), s.width,
+          s.n, dbias.get(), db_fused.get(), dcp.get(), dcost.get(), dacc.get(), dskip.get(),
+          dcounter.get(), stream));
+      CUDA_OK(stream.sync());
+      EXPECT_TRUE(std::isnan(dcost.download()[0]));
+      EXPECT_EQ(dacc.download()[0], 2.5);
+      EXPECT_EQ(dskip.download()[0], 4);
+    }
+}
+
+TEST(CudaKernels, FusedHiddenErrorMatchesReferenceForEveryActivation) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+  for (int act = BP_EW_SIGMOID; act <= BP_EW_IDENTITY; ++act)
+    for (const Shape &s : kFusedShapes) {
+      const uint64_t seed = test_seed(1501 + 13 * act + s.width + s.n);
+      SCOPED_TRACE(testing::Message() << act_name(act) << ", width " << s.width << ", n " << s.n
+                                      << ", seed " << seed);
+      std::mt19937 rng((uint32_t)seed);
+      const size_t total = (size_t)s.width * s.n;
+      std::vector<float> g = random_floats(rng, total, -1.0f, 1.0f);
+      std::vector<float> z = random_floats(rng, total, -3.0f, 3.0f);
+      std::vector<float> bias = random_floats(rng, (size_t)s.width, -1.0f, 1.0f);
+      const size_t n_bias = bp_bias_grad_partials_count(s.width, s.n);
+      DeviceBuffer<float> dg(total), dz(total), da(total), dref(total), dbias(n_bias);
+      DeviceBuffer<float> db_ref(s.width), db_fused(s.width), dbb(s.width);
+      DeviceBuffer<unsigned> dcounter(1);
+      ASSERT_TRUE(dg.ok() && dz.ok() && da.ok() && dref.ok() && dbias.ok() && db_ref.ok() &&
+                  db_fused.ok() && dcounter.ok() && dbb.ok());
+      dz.upload(z);
+      dbb.upload(bias);
+      CUDA_OK(bp_launch_bias_activation(act, dz.get(), da.get(), dbb.get(), s.width, s.n,
+                                        stream));
+      dg.upload(g);
+      dcounter.upload({0u});
+      dref.poison();
+      CUDA_OK(bp_launch_hidden_error_act(act, dg.get(), dz.get(), da.get(), dref.get(), total,
+                                         stream));
+      CUDA_OK(bp_launch_bias_grad(dref.get(), s.width, s.n, dbias.get(), db_ref.get(), stream));
+      CUDA_OK(stream.sync());
+      const std::vector<float> delta_ref = dref.download(), db_want = db_ref.download();
+      if (act == BP_EW_RELU && total > 100) {  // both sides of the kink are checked
+        size_t live = 0;
+        for (float v : delta_ref) live += v != 0.0f;
+        EXPECT_GT(live, 0u);
+        EXPECT_LT(live, total);
+      }
+      for (int run = 0; run < 2; ++run) {
+        SCOPED_TRACE(testing::Message() << "run " << run);
+        dg.upload(g);  // in place, as the backend calls it
+        db_fused.poison();
+        CUDA_OK(bp_launch_hidden_error_fused_act(act, dg.get(), da.get(), dg.get(), s.width, s.n,
+                                                 dbias.get(), db_fused.get(), dcounter.get(),
+                                                 stream));
+        CUDA_OK(stream.sync());
+        EXPECT_TRUE(bit_identical(dg.download(), delta_ref)) << "delta differs";
+        EXPECT_TRUE(bit_identical(db_fused.download(), db_want)) << "db differs";
+        EXPECT_EQ(dcounter.download()[0], 0u) << "the last block must reset the ticket";
+      }
+    }
+}
+
+// The hyperparameters as bp_optimizer_hyper (src/api/optimizer.c) fills
+// them, for a few settings that take every branch of bp_opt_update.
+struct OptCase {
+  const char *name;
+  bp_opt_hyper h;
+  int slots;
+  long long step;  // updates applied before
+};
+
+std::vector<OptCase> opt_cases() {
+  auto base = [] {
+    bp_opt_hyper h;
+    std::memset(&h, 0, sizeof h);
+    h.one_minus_beta1 = 0.1f;
+    h.beta2 = 0.999f;
+    h.one_minus_beta2 = 0.001f;
+    h.eps = 1e-8f;
+    h.beta1_d = 0.9;
+    h.beta2_d = 0.999;
+    h.eta_minus = 0.5f;
+    h.eta_plus = 1.2f;
+    h.step_min = 1e-6f;
+    h.step_max = 50.0f;
+    return h;
+  };
+  std::vector<OptCase> out;
+  bp_opt_hyper sgd = base();
+  sgd.kind = BP_EW_SGD;
+  sgd.momentum = 0.9f;
+  sgd.nesterov = 1;
+  sgd.weight_decay = 0.01f;
+  sgd.weight_decay_d = 0.01;
+  out.push_back({"sgd momentum nesterov decay", sgd, 1, 4});
+  bp_opt_hyper adam = base();
+  adam.kind = BP_EW_ADAM;
+  adam.weight_decay = 0.001f;
+  adam.weight_decay_d = 0.001;
+  out.push_back({"adam", adam, 2, 2});
+  bp_opt_hyper adamw = base();
+  adamw.kind = BP_EW_ADAMW;
+  adamw.weight_decay = 0.01f;
+  adamw.weight_decay_d = 0.01;
+  out.push_back({"adamw", adamw, 2, 0});
+  bp_opt_hyper rprop = base();
+  rprop.kind = BP_EW_RPROP;
+  out.push_back({"rprop first", rprop, 2, 0});
+  out.push_back({"rprop", rprop, 2, 5});
+  return out;
+}
+
+TEST(CudaKernels, FusedOptimizerUpdateMatchesReference) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Stream stream;
+#ifdef BP_KERNEL_EMULATION
+  const size_t counts[] = {1, 3001, 70001};
+#else
+  const size_t counts[] = {1, 37000, 3000000 + 17};
+#endif
+  for (const OptCase &oc : opt_cases())
+    for (size_t count : counts) {
+      const uint64_t seed = test_seed(1601 + count + (uint64_t)oc.h.kind * 31 + oc.step);
+      SCOPED_TRACE(testing::Message() << oc.name << ", count " << count << ", seed " << seed);
+      std::mt19937 rng((uint32_t)seed);
+      const float lr = 0.01f;
+      std::vector<float> p = random_floats(rng, count, -2.0f, 2.0f);
+      std::vector<float> g = random_floats(rng, count, -1.0f, 1.0f);
+      // Slot 0 of any sign (momentum, exp_avg, Rprop's previous gradient),
+      // slot 1 positive (exp_avg_sq, Rprop's step size).
+      std::vector<float> state = random_floats(rng, count, -0.5f, 0.5f);
+      if (oc.slots > 1) {
+        std::vector<float> s1 = random_floats(rng, count, 1e-4f, 0.05f);
+        state.insert(state.end(), s1.begin(), s1.end());
+      }
+      const size_t n_state = state.size();
+      DeviceBuffer<float> dp_ref(count), dp(count), dg(count), ds_ref(n_state), ds(n_state),
+          dcost(1);
+      DeviceBuffer<long long> dstep_ref(1), dstep(1);
+      DeviceBuffer<int> dbad_ref(1), dbad(1), dskip_ref(1), dskip(1);
+      DeviceBuffer<bp_opt_step> dst(1);
+      DeviceBuffer<unsigned> dcounter(1);
+      ASSERT_TRUE(dp_ref.ok() && dp.ok() && dg.ok() && ds_ref.ok() && ds.ok() && dcost.ok() &&
+                  dstep_ref.ok() && dstep.ok() && dbad_ref.ok() && dbad.ok() && dskip_ref.ok() &&
+                  dskip.ok() && dst.ok() && dcounter.ok());
+      dcounter.upload({0u});
+      // cost: the batch's cost, finite or not; grad: g, perhaps with an
+      // element that makes the update non-finite.
+      auto run_both = [&](float cost, const std::vector<float> &grad,
+                          const std::vector<float> &st) {
+        dg.upload(grad);
+        dcost.upload({cost});
+        for (auto *b : {&dp_ref, &dp}) b->upload(p);
+        for (auto *b : {&ds_ref, &ds}) b->upload(st);
+        for (auto *b : {&dstep_ref, &dstep}) b->upload({oc.step});
+        for (auto *b : {&dbad_ref, &dbad}) b->upload({0});
+        for (auto *b : {&dskip_ref, &dskip}) b->upload({7});
+        CUDA_OK(bp_launch_opt_check(oc.h, lr, dp_ref.get(), dg.get(), ds_ref.get(), count,
+                                    oc.slots, dstep_ref.get(), dbad_ref.get(), stream));
+        CUDA_OK(bp_launch_opt_update(oc.h, lr, dp_ref.get(), dg.get(), ds_ref.get(), count,
+                                     oc.slots, dstep_ref.get(), dcost.get(), dbad_ref.get(),
+                                     dskip_ref.get(), stream));
+        CUDA_OK(bp_launch_opt_check_fused(oc.h, lr, dp.get(), dg.get(), ds.get(), count, oc.slots,
+                                          dstep.get(), dcost.get(), dbad.get(), dst.get(),
+                                          dcounter.get(), stream));
+        CUDA_OK(bp_launch_opt_update_fused(oc.h, dp.get(), dg.get(), ds.get(), count, oc.slots,
+                                           dst.get(), dcost.get(), dbad.get(), dskip.get(),
+                                           stream));
+        CUDA_OK(stream.sync());
+        EXPECT_TRUE(bit_identical(dp.download(), dp_ref.download())) << "parameters differ";
+        EXPECT_TRUE(bit_identical(ds.download(), ds_ref.download())) << "state differs";
+        EXPECT_EQ(dstep.download()[0], dstep_ref.download()[0]) << "step count";
+        EXPECT_EQ(dbad.download()[0], dbad_ref.download()[0]) << "guard verdict";
+        EXPECT_EQ(dskip.download()[0], dskip_ref.download()[0]) << "skip count";
+        EXPECT_EQ(dcounter.download()[0], 0u) << "the last block must reset the ticket";
+      };
+      {
+        SCOPED_TRACE("applied");
+        run_both(0.25f, g, state);
+        EXPECT_EQ(dstep.download()[0], oc.step + 1);
+        // (One Rprop weight whose gradient changed sign stays put.)
+        if (count > 1) {
+          EXPECT_FALSE(bit_identical(dp.download(), p)) << "the update must change the weights";
+        }
+      }
+      {
+        SCOPED_TRACE("an update that would overflow: refused, nothing changes, one skip");
+        // An infinite gradient of the sign of slot 0, so that Rprop keeps it
+        // (a sign change would zero it) and every optimizer's state overflows.
+        std::vector<float> g_bad = g, st = state;
+        g_bad[count / 2] = std::numeric_limits<float>::infinity();
+        st[count / 2] = 0.25f;
+        run_both(0.25f, g_bad, st);
+        EXPECT_TRUE(bit_identical(dp.download(), p));
+        EXPECT_TRUE(bit_identical(ds.download(), st));
+        EXPECT_EQ(dstep.download()[0], oc.step);
+        EXPECT_EQ(dskip.download()[0], 8);
+      }
+      {
+        SCOPED_TRACE("a non-finite batch cost: nothing changes, counted by the cost kernel");
+        run_both(std::numeric_limits<float>::quiet_NaN(), g, state);
+        EXPECT_TRUE(bit_identical(dp.download(), p));
+        EXPECT_TRUE(bit_identical(ds.download(), state));
+        EXPECT_EQ(dstep.download()[0], oc.step);
+        EXPECT_EQ(dskip.download()[0], 7);
+      }
+    }
+}
+
+TEST(CudaKernels, FusedModelBadArgumentsLaunchNothing) {
+  if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  DeviceBuffer<float> buf(16);
+  DeviceBuffer<double> part(16);
+  DeviceBuffer<unsigned> counter(1);
+  DeviceBuffer<int> flag(1);
+  DeviceBuffer<long long> step(1);
+  DeviceBuffer<bp_opt_step> st(1);
+  ASSERT_TRUE(buf.ok() && part.ok() && counter.ok() && flag.ok() && step.ok() && st.ok());
+  float *p = buf.get();
+  EXPECT_EQ(bp_launch_bias_activation_fused(5, p, p, p, 2, 2, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_bias_activation_fused(BP_EW_TANH, p, p, nullptr, 2, 2, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_bias_activation_fused(BP_EW_SOFTMAX, p, p, p, 0, 2, nullptr), cudaSuccess);
+  // Cross-entropy: only softmax and sigmoid outputs, and z is needed.
+  EXPECT_EQ(bp_launch_output_error_fused_act(BP_EW_TANH, BP_EW_CROSS_ENTROPY, p, p, p, p + 8, 2, 2,
+                                             p, p, part.get(), p, nullptr, nullptr, counter.get(),
+                                             nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_output_error_fused_act(BP_EW_SIGMOID, BP_EW_CROSS_ENTROPY, nullptr, p, p,
+                                             p + 8, 2, 2, p, p, part.get(), p, nullptr, nullptr,
+                                             counter.get(), nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_output_error_fused_act(BP_EW_SOFTMAX, BP_EW_QUADRATIC, nullptr, p, p, p + 8,
+                                             BP_FUSED_SOFTMAX_MAX_WIDTH + 1, 1, p, p, part.get(),
+                                             p, nullptr, nullptr, counter.get(), nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_output_error_fused_act(BP_EW_RELU, 2, nullptr, p, p, p + 8, 2, 2, p, p,
+                                             part.get(), p, nullptr, nullptr, counter.get(),
+                                             nullptr),
+            cudaErrorInvalidValue);
+  // Softmax is no hidden activation.
+  EXPECT_EQ(bp_launch_hidden_error_fused_act(BP_EW_SOFTMAX, p, p, p, 2, 2, p, p, counter.get(),
+                                             nullptr),
+            cudaErrorInvalidValue);
+  bp_opt_hyper h;
+  std::memset(&h, 0, sizeof h);
+  EXPECT_EQ(bp_launch_opt_check_fused(h, 0.1f, p, p, nullptr, 4, 1, step.get(), nullptr,
+                                      flag.get(), st.get(), counter.get(), nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_opt_check_fused(h, 0.1f, p, p, p, 4, 1, step.get(), nullptr, flag.get(),
+                                      nullptr, counter.get(), nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(bp_launch_opt_update_fused(h, p, p, p, 4, 1, st.get(), nullptr, nullptr, nullptr,
+                                       nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
 TEST(CudaKernels, FusedBadArgumentsLaunchNothing) {
   if (bp_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   DeviceBuffer<float> buf(16);

@@ -54,6 +54,7 @@ typedef struct cuda_scalars {
   int skipped;                /* epoch: batches whose update was not applied */
   int update_bad;             /* the last SGD check found an update that overflows */
   unsigned ticket;            /* fused kernels' last-block counter; 0 between launches */
+  bp_opt_step opt_step;       /* the fused optimizer check's scalars for its update */
 } cuda_scalars;
 
 /* Buffers for batches of up to `capacity` examples (0: none). */
@@ -61,10 +62,10 @@ typedef struct cuda_workspace {
   int capacity;
   float *x;              /* s[0] x capacity: the input (a_0) */
   float *y;              /* s[L] x capacity: the targets */
-  int has_z;             /* z allocated: the reference kernels need it */
+  int has_z;             /* the z buffers allocated: a z_layers value */
   float **z;             /* L (host array): z[i] is layer i's pre-activation, s[i+1] x capacity;
-                            NULL with the fused kernels, which keep none */
-  float **act;           /* L (host array): act[i] = sigmoid(z[i]), layer i's output */
+                            NULL where the kernel path keeps none (z_layers) */
+  float **act;           /* L (host array): act[i] = f(z[i]), layer i's output */
   float *delta[2];       /* delta_width x capacity each: errors, ping-pong */
   float *bias_partials;  /* bp_bias_grad_partials_count(delta_width, capacity) floats */
   double *cost_partials; /* bp_cost_partials_count(s[L], capacity) doubles (or the fused
@@ -101,12 +102,30 @@ static inline cuda_context *ctx_state(const bp_context *ctx) { return (cuda_cont
 static inline cuda_network *net_state(const bp_network *net) { return (cuda_network *)net->impl; }
 static inline cuda_dataset *data_state(const bp_dataset *data) { return (cuda_dataset *)data->impl; }
 
-/* The fused kernels (bp_network.kernels): a written over z, no z buffers,
- * reductions fused into the error kernels. */
+/* The fused kernels (bp_network.kernels): a written over z, reductions
+ * fused into the error kernels, the optimizers' guard and update in two
+ * launches. They cover every activation, cost and optimizer; a softmax
+ * output wider than the fused output kernel's shared memory holds runs the
+ * reference kernels, whatever the path. */
 static inline int uses_fused(const bp_network *net) {
-  /* The fused kernels implement the seed's model (sigmoid, quadratic); any
-   * other network runs the reference kernels (model.cu), whatever the path. */
-  return net->kernels == BP_KERNELS_FUSED && net->seed_model;
+  const int L = net->n_layers;
+  return net->kernels == BP_KERNELS_FUSED &&
+         (net->acts[L - 1] != BP_ACTIVATION_SOFTMAX ||
+          net->sizes[L] <= BP_FUSED_SOFTMAX_MAX_WIDTH);
+}
+
+/* Which layers keep z = W a + b: the reference kernels read every layer's;
+ * the fused ones take f' from a, and keep the output layer's only for
+ * cross-entropy, whose cost needs z (softplus, logsumexp). Ordered: a
+ * workspace with more z serves a path that needs fewer. */
+enum { Z_NONE = 0, Z_OUTPUT = 1, Z_ALL = 2 };
+static inline int z_layers(const bp_network *net) {
+  if (!uses_fused(net)) return Z_ALL;
+  return net->cost == BP_COST_CROSS_ENTROPY ? Z_OUTPUT : Z_NONE;
+}
+static inline int keeps_z(const bp_network *net, int layer) {
+  const int kind = z_layers(net);
+  return kind == Z_ALL || (kind == Z_OUTPUT && layer == net->n_layers - 1);
 }
 
 /* The seed's output layer: sigmoid with the quadratic cost (errors.cu and

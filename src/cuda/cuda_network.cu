@@ -143,7 +143,7 @@ static bp_status alloc_workspace(const bp_network *net, const cuda_network *cn, 
     st = DEVICE_ALLOC(ctx, &ws->y, (size_t)net->sizes[L] * n * sizeof(float), "the batch targets");
   for (int i = 0; i < L && st == BP_OK; ++i) {
     size_t bytes = (size_t)net->sizes[i + 1] * n * sizeof(float);
-    if (!uses_fused(net)) st = DEVICE_ALLOC(ctx, &ws->z[i], bytes, "pre-activations");
+    if (keeps_z(net, i)) st = DEVICE_ALLOC(ctx, &ws->z[i], bytes, "pre-activations");
     if (st == BP_OK) st = DEVICE_ALLOC(ctx, &ws->act[i], bytes, "activations");
   }
   for (int k = 0; k < 2 && st == BP_OK; ++k)
@@ -165,7 +165,7 @@ static bp_status alloc_workspace(const bp_network *net, const cuda_network *cn, 
     return st;
   }
   ws->capacity = cap;
-  ws->has_z = !uses_fused(net);
+  ws->has_z = z_layers(net);
   return BP_OK;
 }
 
@@ -174,9 +174,9 @@ static bp_status alloc_workspace(const bp_network *net, const cuda_network *cn, 
 bp_status cuda_ensure_capacity(bp_network *net, int n) {
   bp_context *ctx = net->ctx;
   cuda_network *cn = net_state(net);
-  /* The reference kernels read z: a workspace made for the fused ones is
-   * made again, at least as large. */
-  const int need_z = !uses_fused(net) && !cn->ws.has_z;
+  /* A workspace made for a path that keeps fewer z (the fused kernels) is
+   * made again, at least as large, when this path reads more. */
+  const int need_z = z_layers(net) > cn->ws.has_z;
   if (n <= cn->ws.capacity && !need_z) return BP_OK;
   if (n < cn->ws.capacity) n = cn->ws.capacity;
   bp_status st = alloc_workspace(net, cn, &cn->fresh, n);

@@ -1,7 +1,7 @@
 /* cuda_optimizer.cu - the optimizer state in device memory (slots x
  * n_params floats in the parameters' layout, and the step count) and the
  * queueing of every optimizer's update but the seed's SGD (kernels/
- * optimizers.cu). */
+ * optimizers.cu, or fused.cu's two-launch version on the fused path). */
 #include "cuda_internal.h"
 
 void cuda_opt_free(bp_network *net) {
@@ -84,6 +84,17 @@ bp_status cuda_queue_optimizer(bp_network *net, float lr, int gate_on_cost, int 
   bp_optimizer_hyper(&net->opt, &h);
   const size_t count = net->n_params;
   const int slots = count > 0 ? (int)(cn->opt_count / count) : 0;
+  if (uses_fused(net)) { /* fused.cu: the guard counts the step; one update pass */
+    NET_LAUNCH(net, bp_launch_opt_check_fused(h, lr, cn->params, cn->grads, cn->opt_state, count,
+                                              slots, cn->opt_step, gate_on_cost ? &sc->cost : NULL,
+                                              &sc->update_bad, &sc->opt_step, &sc->ticket,
+                                              stream));
+    NET_LAUNCH(net, bp_launch_opt_update_fused(h, cn->params, cn->grads, cn->opt_state, count,
+                                               slots, &sc->opt_step,
+                                               gate_on_cost ? &sc->cost : NULL, &sc->update_bad,
+                                               skipped, stream));
+    return BP_OK;
+  }
   NET_LAUNCH(net, bp_launch_opt_check(h, lr, cn->params, cn->grads, cn->opt_state, count, slots,
                                       cn->opt_step, &sc->update_bad, stream));
   NET_LAUNCH(net, bp_launch_opt_update(h, lr, cn->params, cn->grads, cn->opt_state, count, slots,

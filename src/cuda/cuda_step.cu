@@ -5,15 +5,21 @@
  * forward pass; the counters, evaluation and outputs.
  *
  * Two kernel paths (bp_network.kernels, bp_network_set_kernel_path):
- *   reference  per layer: GEMM, bias_sigmoid (keeps z); backward: output
- *              error, cost (2 kernels), then per layer GEMM dW, bias grad
- *              (2 kernels), GEMM G, hidden error.
- *   fused      per layer: GEMM into a, bias_sigmoid_inplace; backward: one
- *              kernel for output error + cost + db, then per layer GEMM dW,
- *              GEMM G, one kernel for hidden error + db.
- * Both give the same weights bit for bit (the same formulas on the same
- * floats, the bias sums in the same order); the batch cost agrees to
- * double rounding.
+ *   reference  per layer: GEMM, bias + activation (keeps z); backward:
+ *              output error, cost (2 kernels), then per layer GEMM dW, bias
+ *              grad (2 kernels), GEMM G, hidden error; update: check,
+ *              update (and, for the optimizers but SGD, a step count).
+ *   fused      per layer: GEMM into a, bias + activation in place (z kept
+ *              only for a cross-entropy output); backward: one kernel for
+ *              output error + cost + db, then per layer GEMM dW, GEMM G,
+ *              one kernel for hidden error + db; update: check (which
+ *              counts the step), update.
+ * Every model the fused kernels cover (uses_fused: all but a softmax
+ * output wider than BP_FUSED_SOFTMAX_MAX_WIDTH) gives the same weights as
+ * the reference bit for bit where every layer is elementwise (the same
+ * formulas on the same floats, the bias sums in the same order); a softmax
+ * output's column sums are added in another order, so there the two agree
+ * to rounding. The batch cost agrees to double rounding.
  */
 #include "cuda_internal.h"
 
@@ -29,14 +35,16 @@ static bp_status run_forward(bp_network *net, const float *x, int n) {
     int fan_in = net->sizes[i], width = net->sizes[i + 1];
     const float *W = cn->params + net->w_offset[i];
     const float *b = cn->params + net->b_offset[i];
-    float *product = uses_fused(net) ? cn->ws.act[i] : cn->ws.z[i];
+    /* The fused path writes a over the product unless z is kept. */
+    float *product = keeps_z(net, i) ? cn->ws.z[i] : cn->ws.act[i];
     /* W_i stored row-major (width x fan_in) is W_i^T column-major with ld
      * fan_in: Z (width x n) = op_T(W^T) * A (fan_in x n). */
     st = cuda_gemm(net, CUBLAS_OP_T, CUBLAS_OP_N, width, n, fan_in, 1.0f, W, fan_in, in, fan_in,
                    0.0f, product, width);
     if (st != BP_OK) return st;
     if (uses_fused(net))
-      NET_LAUNCH(net, bp_launch_bias_sigmoid_inplace(product, b, width, n, cc->stream));
+      NET_LAUNCH(net, bp_launch_bias_activation_fused((int)net->acts[i], product, cn->ws.act[i],
+                                                      b, width, n, cc->stream));
     else if (net->acts[i] != BP_ACTIVATION_SIGMOID) /* model.cu */
       NET_LAUNCH(net, bp_launch_bias_activation((int)net->acts[i], product, cn->ws.act[i], b,
                                                 width, n, cc->stream));
@@ -64,11 +72,13 @@ static bp_status run_backward(bp_network *net, const float *x, const float *y, i
   int cur = 0;
 
   if (uses_fused(net)) {
-    NET_LAUNCH(net, bp_launch_output_error_fused(
-                             cn->ws.act[L - 1], y, cn->ws.delta[cur], out_width, n,
-                             cn->ws.bias_partials, cn->grads + net->b_offset[L - 1],
-                             cn->ws.cost_partials, &cn->scalars->cost, cost_acc, skipped,
-                             &cn->scalars->ticket, cc->stream));
+    NET_LAUNCH(net, bp_launch_output_error_fused_act(
+                        (int)net->acts[L - 1], (int)net->cost,
+                        keeps_z(net, L - 1) ? cn->ws.z[L - 1] : NULL, cn->ws.act[L - 1], y,
+                        cn->ws.delta[cur], out_width, n, cn->ws.bias_partials,
+                        cn->grads + net->b_offset[L - 1], cn->ws.cost_partials,
+                        &cn->scalars->cost, cost_acc, skipped, &cn->scalars->ticket,
+                        cc->stream));
   } else if (!seed_output(net)) { /* model.cu: any other (activation, cost) pair */
     NET_LAUNCH(net, bp_launch_output_error_model((int)net->acts[L - 1], (int)net->cost,
                                                  cn->ws.z[L - 1], cn->ws.act[L - 1], y,
@@ -112,10 +122,10 @@ static bp_status run_backward(bp_network *net, const float *x, const float *y, i
       if (st != BP_OK) return st;
       /* The layer below has width fan_in = s[i]; its output is act[i-1]. */
       if (uses_fused(net))
-        NET_LAUNCH(net, bp_launch_hidden_error_fused(
-                                 g, cn->ws.act[i - 1], g, fan_in, n, cn->ws.bias_partials,
-                                 cn->grads + net->b_offset[i - 1], &cn->scalars->ticket,
-                                 cc->stream));
+        NET_LAUNCH(net, bp_launch_hidden_error_fused_act(
+                            (int)net->acts[i - 1], g, cn->ws.act[i - 1], g, fan_in, n,
+                            cn->ws.bias_partials, cn->grads + net->b_offset[i - 1],
+                            &cn->scalars->ticket, cc->stream));
       else if (net->acts[i - 1] != BP_ACTIVATION_SIGMOID) /* model.cu */
         NET_LAUNCH(net, bp_launch_hidden_error_act((int)net->acts[i - 1], g, cn->ws.z[i - 1],
                                                    cn->ws.act[i - 1], g,
@@ -377,8 +387,11 @@ bp_status cuda_evaluate_chunk(bp_network *net, const bp_dataset *data, int start
   const float *ys = cd->Y + (size_t)start * (size_t)data->n_out;
   st = run_forward(net, xs, n);
   if (st != BP_OK) return st;
-  /* skipped == NULL: every chunk's cost is added, a non-finite one too. */
-  if (!seed_output(net)) { /* the errors land in the unused delta buffer */
+  /* skipped == NULL: every chunk's cost is added, a non-finite one too.
+   * The quadratic cost is sum (a - y)^2 whatever the activation, so the
+   * fused path, which keeps no z for it, takes bp_launch_cost. */
+  if (!seed_output(net) && !(uses_fused(net) && net->cost == BP_COST_QUADRATIC)) {
+    /* the errors land in the unused delta buffer */
     NET_LAUNCH(net, bp_launch_output_error_model((int)net->acts[L - 1], (int)net->cost,
                                                  cn->ws.z[L - 1], cn->ws.act[L - 1], ys,
                                                  cn->ws.delta[0], net->sizes[L], n,
