@@ -704,9 +704,10 @@ typedef struct bp_comm bp_comm;
 typedef enum bp_comm_bootstrap {
   BP_COMM_SINGLE = 0, /* no launcher: one rank */
   BP_COMM_MPI = 1,    /* MPI_COMM_WORLD: mpirun, mpiexec, srun (any MPI launcher) */
-  BP_COMM_FILE = 2    /* no MPI: BP_RANK, BP_WORLD_SIZE and a shared-file rendezvous
-                         (BP_RENDEZVOUS=file:PATH) for NCCL's unique id; NCCL transport on
-                         the CUDA backend only (see bp_comm_create_from_env) */
+  BP_COMM_FILE = 2    /* no MPI: BP_RANK, BP_WORLD_SIZE and a rendezvous for NCCL's unique
+                         id, a shared file (BP_RENDEZVOUS=file:PATH) or rank 0's TCP socket
+                         (BP_RENDEZVOUS=tcp:HOST:PORT); NCCL transport on the CUDA backend
+                         only (see bp_comm_create_from_env) */
 } bp_comm_bootstrap;
 
 /* Which transport moves the gradients. Values are stable. */
@@ -755,8 +756,20 @@ BP_API int bp_has_nccl(void);
  *                         deadline. PATH must be new for each job (put the
  *                         job's id in it): a file left by an earlier job would
  *                         be read as this one's. Rank 0 removes it in
- *                         bp_comm_destroy. (TCP rendezvous: not implemented,
- *                         BP_ERR_UNSUPPORTED.)
+ *                         bp_comm_destroy.
+ *   BP_RENDEZVOUS=tcp:HOST:PORT  rank 0's address as every rank can reach it
+ *                         (a name, an IPv4 address, or an IPv6 one in brackets:
+ *                         tcp:[fe80::1]:29500) and a free port 1 .. 65535: rank 0
+ *                         listens there, the others connect (retrying until
+ *                         rank 0 listens) and receive the unique id; every
+ *                         message carries the world size and the rank, so a rank
+ *                         started for another world size, a rank number given
+ *                         twice, or a program on the port that is not rank 0 is
+ *                         BP_ERR_COMM naming the address (a connection that is
+ *                         not a backprop rank's is closed and the job goes on).
+ *                         A rank that never comes is BP_ERR_COMM on the others
+ *                         at the deadline. Nothing is left behind.
+ *                         A malformed value is BP_ERR_INVALID_ARGUMENT here.
  * There is no host collective then: such a communicator serves the NCCL
  * transport of the CUDA backend only, whose NCCL communicator also carries
  * the few host reductions (the cost, the weights' broadcast);

@@ -10,7 +10,7 @@
 //     backprop_emu_suite): 2 and 3 ranks as threads, each with its own
 //     context, train data-parallel over NCCL bootstrapped through the file,
 //     and end with weights within 1e-5 of a one-rank run and bit-identical
-//     across ranks.
+//     across ranks; the same over the TCP rendezvous (tcp:127.0.0.1:PORT).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -24,6 +24,7 @@
 
 #include "backprop.h"
 #include "comm/comm.h"
+#include "support/loopback.h"
 
 namespace {
 
@@ -145,9 +146,10 @@ TEST(CommFileRendezvous, FromTheEnvironment) {
   EXPECT_EQ(c, nullptr);
   EXPECT_NE(std::strstr(bp_comm_last_error(nullptr), "BP_RANK"), nullptr);
   setenv("BP_RANK", "0", 1);
-  setenv("BP_RENDEZVOUS", "tcp:10.0.0.1:29500", 1);
-  EXPECT_EQ(bp_comm_create_from_env(nullptr, &c), BP_ERR_UNSUPPORTED);
-  EXPECT_NE(std::strstr(bp_comm_last_error(nullptr), "file:PATH"), nullptr);
+  setenv("BP_RENDEZVOUS", "nfs:/tmp/x", 1);  // neither file: nor tcp:
+  EXPECT_EQ(bp_comm_create_from_env(nullptr, &c), BP_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::strstr(bp_comm_last_error(nullptr), "file:PATH or tcp:HOST:PORT"), nullptr)
+      << bp_comm_last_error(nullptr);
   unsetenv("BP_RENDEZVOUS");
   unsetenv("BP_RANK");
   unsetenv("BP_WORLD_SIZE");
@@ -260,17 +262,26 @@ double rel_diff(const std::vector<float> &a, const std::vector<float> &b) {
   return num / (den > 0 ? den : 1);
 }
 
-void data_parallel_over_emulated_nccl(int n) {
+// The ranks find each other through the file (tcp false) or through rank
+// 0's socket on a free loopback port (tcp true).
+void data_parallel_over_emulated_nccl(int n, bool tcp = false) {
   ASSERT_EQ(bp_has_nccl(), 1) << "the emulation suite is built with the emulated NCCL";
   const Run ref = train(nullptr, 7);
   ASSERT_TRUE(ref.error.empty()) << ref.error;
   const std::string path = temp_path("nccl");
+  const int port = tcp ? free_loopback_port() : 0;
+  ASSERT_TRUE(!tcp || port != 0);
+  const std::string spec = tcp ? "tcp:127.0.0.1:" + std::to_string(port) : "file:" + path;
   std::vector<Run> runs(n);
   std::vector<bp_comm *> comms(n, nullptr);
   std::vector<std::thread> ts;
   for (int r = 0; r < n; ++r)
     ts.emplace_back([&, r] {
-      comms[r] = file_comm(r, n, path);
+      bp_comm_desc d;
+      bp_comm_desc_init(&d);
+      d.timeout_s = 30.0;
+      EXPECT_EQ(bp_comm_create_rendezvous(&d, r, n, r, spec.c_str(), &comms[r]), BP_OK)
+          << bp_comm_last_error(nullptr);
       if (comms[r]) runs[r] = train(comms[r], 7 + r);  // rank 0's weights win the broadcast
     });
   for (auto &t : ts) t.join();
@@ -293,6 +304,8 @@ void data_parallel_over_emulated_nccl(int n) {
 
 TEST(CommNcclEmulated, TwoRanksTrainLikeOne) { data_parallel_over_emulated_nccl(2); }
 TEST(CommNcclEmulated, ThreeRanksUnevenBatchesTrainLikeOne) { data_parallel_over_emulated_nccl(3); }
+TEST(CommNcclEmulated, TwoRanksOverTcpTrainLikeOne) { data_parallel_over_emulated_nccl(2, true); }
+TEST(CommNcclEmulated, ThreeRanksOverTcpTrainLikeOne) { data_parallel_over_emulated_nccl(3, true); }
 
 TEST(CommNcclEmulated, MpiTransportWithoutMpiIsUnsupported) {
   const std::string path = temp_path("mpi");

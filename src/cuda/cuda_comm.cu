@@ -14,9 +14,10 @@
  *          made at the first exchange from a unique id that rank 0 draws and
  *          MPI broadcasts; or, for a BP_COMM_FILE communicator (no MPI), made
  *          in bp_network_set_comm (bp_cuda_comm_attach) from the id passed
- *          through the rendezvous file, and then also carrying the host
- *          collectives (the shape check, the weights' broadcast, the
- *          reductions of costs and counts) through a device buffer.
+ *          through the rendezvous (a file or rank 0's socket), and then also
+ *          carrying the host collectives (the shape check, the weights'
+ *          broadcast, the reductions of costs and counts) through a device
+ *          buffer.
  *   MPI    (staged through host memory): each bucket is scaled and copied to
  *          pinned host memory on the compute stream; exchange_finish waits
  *          for the stream, all-reduces the host copy with MPI (polled against
@@ -193,7 +194,7 @@ static bp_status nccl_bcast_floats(bp_comm *comm, float *v, size_t count, const 
 /* comm's NCCL communicator on ctx's device, made on first use (collective:
  * every rank gets here in the same exchange, or in bp_network_set_comm for
  * BP_COMM_FILE). The unique id goes from rank 0 to the others by MPI, or
- * through the rendezvous file (BP_COMM_FILE). */
+ * through the rendezvous, a file or rank 0's TCP socket (BP_COMM_FILE). */
 static bp_status nccl_get(bp_comm *comm, bp_context *ctx, ncclComm_t *out) {
   nccl_state *s = (nccl_state *)comm->nccl;
   if (s) {
