@@ -656,7 +656,8 @@ typedef struct bp_epoch_stats {
   int world_size;       /* ranks the gradients were exchanged over (0: no exchange) */
   double comm_bytes;    /* gradient bytes this rank all-reduced */
   double comm_us;       /* exchange time: per step, from the first bucket's all-reduce start to
-                           the last one's completion */
+                           the last one's completion (steps replayed from a CUDA graph: not
+                           seen by the host, not counted) */
   double comm_wait_us;  /* of comm_us, the time the host waited after backward had ended (the
                            exposed part); comm_us - comm_wait_us was hidden behind backward */
 } bp_epoch_stats;
@@ -815,8 +816,11 @@ BP_API void bp_comm_abort(bp_comm *comm, int code);
  * introduction); rank 0's weights are broadcast to every rank first, so the
  * ranks start bit-identical. NULL detaches. comm must outlive the network or
  * be detached first. BP_ERR_UNSUPPORTED for a transport that the build or the
- * backend lacks. Collective. On CUDA with several ranks the step runs as its
- * primitives (forward, backward, exchange, update), never as one graph. */
+ * backend lacks. Collective. On CUDA with several ranks and CUDA graphs on,
+ * the step with its NCCL exchange is captured and replayed as one graph
+ * (the deadline's wait stays outside it; a replayed step adds no comm_us);
+ * over the MPI-staged transport, which waits on the host mid-step, it runs
+ * as its primitives (forward, backward, exchange, update). */
 BP_API bp_status bp_network_set_comm(bp_network *net, bp_comm *comm);
 BP_API bp_comm *bp_network_get_comm(const bp_network *net);
 
