@@ -726,7 +726,10 @@ typedef struct bp_comm_desc {
   uint32_t version;
   double timeout_s;          /* deadline of every collective, seconds (> 0); default 300 */
   size_t bucket_bytes;       /* gradients are all-reduced in buckets of whole layers of at least
-                                this many bytes, the last layer first; default 1 MiB */
+                                this many bytes, the last layer first; default 1 MiB. A bucket
+                                of at least bucket_bytes / 16 closes earlier when backward has
+                                as many weights' products left to run as it holds (so a small
+                                network's buckets can start during backward) */
   bp_comm_transport transport; /* default BP_COMM_TRANSPORT_AUTO */
 } bp_comm_desc;
 BP_API void bp_comm_desc_init(bp_comm_desc *desc);

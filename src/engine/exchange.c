@@ -6,7 +6,8 @@
  * first, in the order backward produces them: grads holds layer 0's W and b,
  * then layer 1's, ..., so the layers hi .. lo of a bucket are one contiguous
  * range. A bucket closes once it holds at least comm->bucket_bytes (small
- * layers travel together, as in PyTorch DDP); its all-reduce starts when
+ * layers travel together, as in PyTorch DDP), or earlier when enough of
+ * backward is left to hide it (plan_buckets); its all-reduce starts when
  * backward reports its lowest layer ready (bp_engine_grads_ready), while
  * backward goes on with the layers below.
  *
@@ -68,10 +69,34 @@ static bp_status plan_buckets(bp_network *net, size_t bucket_bytes, struct bp_ex
     }
     return bp_error(net->ctx, BP_ERR_OUT_OF_MEMORY, "bp_network_set_comm: out of host memory");
   }
+  /* A bucket closes once it holds bucket_bytes; or earlier, at a layer
+   * boundary, once it holds bucket_bytes / 16 (below that an all-reduce is
+   * mostly latency) and backward still has at least as many weights' worth
+   * of products to run as the bucket holds (after layer i's dW: layer i's
+   * dX, then dW and dX of every layer below; layer 0 has no dX). A proxy for
+   * "enough work left to hide it", not a model of either side's speed: it
+   * splits a network smaller than bucket_bytes into buckets that can start
+   * during backward, where one bucket could only start once backward had
+   * ended (256x3 at 1 MiB: 1% hidden; bench/NOTES.md). */
+  const size_t min_bytes = bucket_bytes / 16;
+  size_t *below = calloc((size_t)L + 1, sizeof *below); /* weights of layers 0 .. i-1 */
+  if (!below) {
+    free(x->offset);
+    free(x->count);
+    free(x->low);
+    free(x);
+    return bp_error(net->ctx, BP_ERR_OUT_OF_MEMORY, "bp_network_set_comm: out of host memory");
+  }
+  for (int i = 0; i < L; ++i)
+    below[i + 1] = below[i] + (size_t)net->sizes[i] * (size_t)net->sizes[i + 1];
   size_t end = net->n_params; /* the open bucket covers [.., end) */
   for (int i = L - 1; i >= 0; --i) {
     const size_t begin = net->w_offset[i];
-    if ((end - begin) * sizeof(float) >= bucket_bytes || i == 0) {
+    const size_t held = end - begin;
+    const size_t w_i = below[i + 1] - below[i];
+    const size_t work_left = i == 0 ? 0 : w_i + 2 * below[i] - below[1];
+    if (held * sizeof(float) >= bucket_bytes || i == 0 ||
+        (held * sizeof(float) >= min_bytes && work_left >= held)) {
       x->offset[x->n_buckets] = begin;
       x->count[x->n_buckets] = end - begin;
       x->low[x->n_buckets] = i;
@@ -79,6 +104,7 @@ static bp_status plan_buckets(bp_network *net, size_t bucket_bytes, struct bp_ex
       end = begin;
     }
   }
+  free(below);
   *out = x;
   return BP_OK;
 }
