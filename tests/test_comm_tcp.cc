@@ -143,8 +143,9 @@ TEST(CommTcpRendezvous, AMissingRankIsACommErrorWithinTheDeadline) {
   const int port = free_loopback_port();
   ASSERT_NE(port, 0);
   const std::string spec = spec_for(port);
-  // Rank 0 of 3, rank 1 present, rank 2 never starts.
-  bp_comm *c0 = tcp_comm(0, 3, spec, 0.5), *c1 = tcp_comm(1, 3, spec, 0.5);
+  // Rank 0 of 3, rank 1 present, rank 2 never starts. Rank 1's deadline is
+  // later, so it is rank 0's failure that it sees.
+  bp_comm *c0 = tcp_comm(0, 3, spec, 0.5), *c1 = tcp_comm(1, 3, spec, 3.0);
   unsigned char id0[128] = {9, 8, 7}, id1[128] = {0};
   bp_status st0 = BP_OK, st1 = BP_OK;
   const double t0 = bp_now_us();
@@ -157,6 +158,7 @@ TEST(CommTcpRendezvous, AMissingRankIsACommErrorWithinTheDeadline) {
   EXPECT_TRUE(contains(bp_comm_last_error(c0), spec)) << bp_comm_last_error(c0);
   EXPECT_TRUE(contains(bp_comm_last_error(c0), "timeout of 0.5 s")) << bp_comm_last_error(c0);
   EXPECT_EQ(st1, BP_ERR_COMM) << "rank 1 never got the bytes";
+  EXPECT_TRUE(contains(bp_comm_last_error(c1), "rank 0 failed")) << bp_comm_last_error(c1);
   // Broken from now on.
   double v = 1;
   EXPECT_EQ(bp_comm_allreduce_sum(c0, &v, 1), BP_ERR_COMM);

@@ -461,8 +461,9 @@ static bp_status rank_bcast(bp_comm *comm, void *v, int bytes, int seq, const ch
                       comm->size, what, rdv,
                       e == ETIMEDOUT ? "rank 0 did not answer within the communication timeout "
                                        "(another rank missing?)"
-                      : e == EPIPE   ? "the peer closed the connection without an answer: it is "
-                                       "not this job's rank 0"
+                      : e == EPIPE   ? "the connection was closed without an answer: rank 0 "
+                                       "failed (see its message: another rank missing, or "
+                                       "started wrongly), or the peer is not backprop's rank 0"
                                      : strerror(e));
   } else if (!decode(buf, &h)) {
     st = bp_comm_fail(comm,
