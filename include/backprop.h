@@ -662,7 +662,8 @@ typedef struct bp_epoch_stats {
   int world_size;       /* ranks the gradients were exchanged over (0: no exchange) */
   double comm_bytes;    /* gradient bytes this rank all-reduced */
   double comm_us;       /* exchange time: per step, from the first bucket's all-reduce start to
-                           the last one's completion */
+                           the last one's completion (steps replayed from a CUDA graph: not
+                           seen by the host, not counted) */
   double comm_wait_us;  /* of comm_us, the time the host waited after backward had ended (the
                            exposed part); comm_us - comm_wait_us was hidden behind backward */
   /* The running training accuracy (added in 0.4; over all ranks): of the `examples` the
@@ -717,9 +718,10 @@ typedef struct bp_comm bp_comm;
 typedef enum bp_comm_bootstrap {
   BP_COMM_SINGLE = 0, /* no launcher: one rank */
   BP_COMM_MPI = 1,    /* MPI_COMM_WORLD: mpirun, mpiexec, srun (any MPI launcher) */
-  BP_COMM_FILE = 2    /* no MPI: BP_RANK, BP_WORLD_SIZE and a shared-file rendezvous
-                         (BP_RENDEZVOUS=file:PATH) for NCCL's unique id; NCCL transport on
-                         the CUDA backend only (see bp_comm_create_from_env) */
+  BP_COMM_FILE = 2    /* no MPI: BP_RANK, BP_WORLD_SIZE and a rendezvous for NCCL's unique
+                         id, a shared file (BP_RENDEZVOUS=file:PATH) or rank 0's TCP socket
+                         (BP_RENDEZVOUS=tcp:HOST:PORT); NCCL transport on the CUDA backend
+                         only (see bp_comm_create_from_env) */
 } bp_comm_bootstrap;
 
 /* Which transport moves the gradients. Values are stable. */
@@ -737,7 +739,10 @@ typedef struct bp_comm_desc {
   uint32_t version;
   double timeout_s;          /* deadline of every collective, seconds (> 0); default 300 */
   size_t bucket_bytes;       /* gradients are all-reduced in buckets of whole layers of at least
-                                this many bytes, the last layer first; default 1 MiB */
+                                this many bytes, the last layer first; default 1 MiB. A bucket
+                                of at least bucket_bytes / 16 closes earlier when backward has
+                                as many weights' products left to run as it holds (so a small
+                                network's buckets can start during backward) */
   bp_comm_transport transport; /* default BP_COMM_TRANSPORT_AUTO */
 } bp_comm_desc;
 BP_API void bp_comm_desc_init(bp_comm_desc *desc);
@@ -768,8 +773,20 @@ BP_API int bp_has_nccl(void);
  *                         deadline. PATH must be new for each job (put the
  *                         job's id in it): a file left by an earlier job would
  *                         be read as this one's. Rank 0 removes it in
- *                         bp_comm_destroy. (TCP rendezvous: not implemented,
- *                         BP_ERR_UNSUPPORTED.)
+ *                         bp_comm_destroy.
+ *   BP_RENDEZVOUS=tcp:HOST:PORT  rank 0's address as every rank can reach it
+ *                         (a name, an IPv4 address, or an IPv6 one in brackets:
+ *                         tcp:[fe80::1]:29500) and a free port 1 .. 65535: rank 0
+ *                         listens there, the others connect (retrying until
+ *                         rank 0 listens) and receive the unique id; every
+ *                         message carries the world size and the rank, so a rank
+ *                         started for another world size, a rank number given
+ *                         twice, or a program on the port that is not rank 0 is
+ *                         BP_ERR_COMM naming the address (a connection that is
+ *                         not a backprop rank's is closed and the job goes on).
+ *                         A rank that never comes is BP_ERR_COMM on the others
+ *                         at the deadline. Nothing is left behind.
+ *                         A malformed value is BP_ERR_INVALID_ARGUMENT here.
  * There is no host collective then: such a communicator serves the NCCL
  * transport of the CUDA backend only, whose NCCL communicator also carries
  * the few host reductions (the cost, the weights' broadcast);
@@ -815,8 +832,11 @@ BP_API void bp_comm_abort(bp_comm *comm, int code);
  * introduction); rank 0's weights are broadcast to every rank first, so the
  * ranks start bit-identical. NULL detaches. comm must outlive the network or
  * be detached first. BP_ERR_UNSUPPORTED for a transport that the build or the
- * backend lacks. Collective. On CUDA with several ranks the step runs as its
- * primitives (forward, backward, exchange, update), never as one graph. */
+ * backend lacks. Collective. On CUDA with several ranks and CUDA graphs on,
+ * the step with its NCCL exchange is captured and replayed as one graph
+ * (the deadline's wait stays outside it; a replayed step adds no comm_us);
+ * over the MPI-staged transport, which waits on the host mid-step, it runs
+ * as its primitives (forward, backward, exchange, update). */
 BP_API bp_status bp_network_set_comm(bp_network *net, bp_comm *comm);
 BP_API bp_comm *bp_network_get_comm(const bp_network *net);
 

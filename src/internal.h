@@ -248,6 +248,17 @@ struct bp_backend_ops {
    * every rank); with accumulate, a finite global cost adds cost x n_global to
    * counters.cost_sum and a non-finite one counts a skip. */
   bp_status (*exchange_finish)(bp_network *net, int n_local, int n_global, int accumulate);
+  /* Optional: the data-parallel step (forward, backward without
+   * accumulation, the exchange with accumulation, the gated update, in that
+   * order, the exchange through bp_engine_grads_ready and
+   * bp_engine_exchange_close) replayed as one unit, for a backend whose
+   * exchange can be captured (CUDA graphs with NCCL). Sets *ran to 0 and
+   * does nothing when it will not replay this step (graphs off, the first
+   * sight of a shape, a transport that waits on the host): the engine then
+   * runs the step itself. The wait for the exchange, against the deadline,
+   * is part of it, outside anything captured. NULL: never. */
+  bp_status (*train_share_step)(bp_network *net, const bp_batch *b, int n_global, float lr,
+                                int *ran);
 };
 
 /* The engine's step on a staged batch: forward, backward with the epoch's
@@ -277,6 +288,13 @@ void bp_engine_grads_ready(bp_network *net, int layer);
  * an open exchange (one device: the gradients are already the global
  * batch's). */
 bp_status bp_engine_exchange_gradients(bp_network *net, int accumulate);
+/* For a backend's train_share_step: starts what is left of the open
+ * exchange and closes it, without waiting; the first failure of a start.
+ * The backend then queues its exchange_finish's work itself. */
+bp_status bp_engine_exchange_close(bp_network *net);
+/* After a step the backend's train_share_step ran: the step's statistics
+ * (bytes, world size; no timings: the host saw no bucket). */
+void bp_engine_exchange_replayed(bp_network *net);
 /* Reduces count doubles (sum) over net's ranks: the evaluation's and the
  * statistics' counters. BP_OK at once on one rank. */
 bp_status bp_engine_reduce_doubles(bp_network *net, double *v, int count, const char *what);

@@ -10,7 +10,7 @@
 //     backprop_emu_suite): 2 and 3 ranks as threads, each with its own
 //     context, train data-parallel over NCCL bootstrapped through the file,
 //     and end with weights within 1e-5 of a one-rank run and bit-identical
-//     across ranks.
+//     across ranks; the same over the TCP rendezvous (tcp:127.0.0.1:PORT).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -24,6 +24,7 @@
 
 #include "backprop.h"
 #include "comm/comm.h"
+#include "support/loopback.h"
 
 namespace {
 
@@ -145,9 +146,10 @@ TEST(CommFileRendezvous, FromTheEnvironment) {
   EXPECT_EQ(c, nullptr);
   EXPECT_NE(std::strstr(bp_comm_last_error(nullptr), "BP_RANK"), nullptr);
   setenv("BP_RANK", "0", 1);
-  setenv("BP_RENDEZVOUS", "tcp:10.0.0.1:29500", 1);
-  EXPECT_EQ(bp_comm_create_from_env(nullptr, &c), BP_ERR_UNSUPPORTED);
-  EXPECT_NE(std::strstr(bp_comm_last_error(nullptr), "file:PATH"), nullptr);
+  setenv("BP_RENDEZVOUS", "nfs:/tmp/x", 1);  // neither file: nor tcp:
+  EXPECT_EQ(bp_comm_create_from_env(nullptr, &c), BP_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::strstr(bp_comm_last_error(nullptr), "file:PATH or tcp:HOST:PORT"), nullptr)
+      << bp_comm_last_error(nullptr);
   unsetenv("BP_RENDEZVOUS");
   unsetenv("BP_RANK");
   unsetenv("BP_WORLD_SIZE");
@@ -214,10 +216,11 @@ struct Run {
   std::vector<float> w;
   float cost = 0, eval = 0;
   int world = 0;
+  double replays = 0;  // the last epoch's graph replays
   std::string error;
 };
 
-Run train(bp_comm *comm, int seed_for_weights) {
+Run train(bp_comm *comm, int seed_for_weights, bool graphs = false) {
   Run out;
   std::vector<float> X, Y;
   make_data(X, Y);
@@ -231,6 +234,7 @@ Run train(bp_comm *comm, int seed_for_weights) {
   bp_network *net = nullptr;
   bp_status st = bp_dataset_create(ctx, kN, kIn, kOut, X.data(), Y.data(), &data);
   if (st == BP_OK) st = bp_network_create(ctx, 4, sizes, (uint64_t)seed_for_weights, &net);
+  if (st == BP_OK && graphs) st = bp_network_set_cuda_graphs(net, 1);
   if (st == BP_OK && comm) st = bp_network_set_comm(net, comm);
   for (int e = 0; st == BP_OK && e < kEpochs; ++e)
     st = bp_train_epoch(net, data, kBatch, 0.5f, 99 + (uint64_t)e, &out.cost);
@@ -241,6 +245,7 @@ Run train(bp_comm *comm, int seed_for_weights) {
     bp_epoch_stats stats;
     bp_network_last_epoch_stats(net, &stats, sizeof stats);
     out.world = stats.world_size;
+    out.replays = (double)stats.graph_replays;
   } else {
     out.error = bp_context_last_error(ctx);
   }
@@ -260,17 +265,26 @@ double rel_diff(const std::vector<float> &a, const std::vector<float> &b) {
   return num / (den > 0 ? den : 1);
 }
 
-void data_parallel_over_emulated_nccl(int n) {
+// The ranks find each other through the file (tcp false) or through rank
+// 0's socket on a free loopback port (tcp true).
+void data_parallel_over_emulated_nccl(int n, bool tcp = false) {
   ASSERT_EQ(bp_has_nccl(), 1) << "the emulation suite is built with the emulated NCCL";
   const Run ref = train(nullptr, 7);
   ASSERT_TRUE(ref.error.empty()) << ref.error;
   const std::string path = temp_path("nccl");
+  const int port = tcp ? free_loopback_port() : 0;
+  ASSERT_TRUE(!tcp || port != 0);
+  const std::string spec = tcp ? "tcp:127.0.0.1:" + std::to_string(port) : "file:" + path;
   std::vector<Run> runs(n);
   std::vector<bp_comm *> comms(n, nullptr);
   std::vector<std::thread> ts;
   for (int r = 0; r < n; ++r)
     ts.emplace_back([&, r] {
-      comms[r] = file_comm(r, n, path);
+      bp_comm_desc d;
+      bp_comm_desc_init(&d);
+      d.timeout_s = 30.0;
+      EXPECT_EQ(bp_comm_create_rendezvous(&d, r, n, r, spec.c_str(), &comms[r]), BP_OK)
+          << bp_comm_last_error(nullptr);
       if (comms[r]) runs[r] = train(comms[r], 7 + r);  // rank 0's weights win the broadcast
     });
   for (auto &t : ts) t.join();
@@ -289,10 +303,51 @@ void data_parallel_over_emulated_nccl(int n) {
   EXPECT_FALSE(exists(path));
 }
 
+// n ranks over the emulated NCCL, each rank's whole run with CUDA graphs
+// off and then on (the step with its NCCL exchange captured and replayed):
+// the same bits on every rank either way.
+void graphs_change_no_bit(int n) {
+  ASSERT_EQ(bp_has_nccl(), 1) << "the emulation suite is built with the emulated NCCL";
+  std::vector<Run> runs[2];
+  for (int graphs = 0; graphs < 2; ++graphs) {
+    const std::string path = temp_path(graphs ? "graphs_on" : "graphs_off");
+    runs[graphs].resize(n);
+    std::vector<bp_comm *> comms(n, nullptr);
+    std::vector<std::thread> ts;
+    for (int r = 0; r < n; ++r)
+      ts.emplace_back([&, r] {
+        comms[r] = file_comm(r, n, path);
+        if (comms[r]) runs[graphs][r] = train(comms[r], 7 + r, graphs != 0);
+      });
+    for (auto &t : ts) t.join();
+    for (int r = n - 1; r >= 0; --r) bp_comm_destroy(comms[r]);
+  }
+  for (int r = 0; r < n; ++r) {
+    const Run &off = runs[0][r], &on = runs[1][r];
+    ASSERT_TRUE(off.error.empty()) << "rank " << r << ", graphs off: " << off.error;
+    ASSERT_TRUE(on.error.empty()) << "rank " << r << ", graphs on: " << on.error;
+    EXPECT_EQ(off.replays, 0) << "rank " << r;
+    // 5 steps an epoch, 2 shapes (16 and the last 6): 3 replays at least.
+    EXPECT_GE(on.replays, 3) << "rank " << r << ": the data-parallel step was not replayed";
+    ASSERT_EQ(on.w.size(), off.w.size());
+    EXPECT_EQ(std::memcmp(on.w.data(), off.w.data(), sizeof(float) * off.w.size()), 0)
+        << "rank " << r << ": graphs on changed the weights";
+    EXPECT_EQ(std::memcmp(on.w.data(), runs[1][0].w.data(), sizeof(float) * off.w.size()), 0)
+        << "rank " << r << " differs from rank 0 with graphs on";
+    EXPECT_EQ(on.cost, off.cost) << "rank " << r;
+    EXPECT_EQ(on.eval, off.eval) << "rank " << r;
+  }
+}
+
 }  // namespace
+
+TEST(CommNcclEmulated, TwoRanksWithGraphsOnEqualGraphsOffBitForBit) { graphs_change_no_bit(2); }
+TEST(CommNcclEmulated, ThreeRanksWithGraphsOnEqualGraphsOffBitForBit) { graphs_change_no_bit(3); }
 
 TEST(CommNcclEmulated, TwoRanksTrainLikeOne) { data_parallel_over_emulated_nccl(2); }
 TEST(CommNcclEmulated, ThreeRanksUnevenBatchesTrainLikeOne) { data_parallel_over_emulated_nccl(3); }
+TEST(CommNcclEmulated, TwoRanksOverTcpTrainLikeOne) { data_parallel_over_emulated_nccl(2, true); }
+TEST(CommNcclEmulated, ThreeRanksOverTcpTrainLikeOne) { data_parallel_over_emulated_nccl(3, true); }
 
 TEST(CommNcclEmulated, MpiTransportWithoutMpiIsUnsupported) {
   const std::string path = temp_path("mpi");

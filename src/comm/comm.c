@@ -1,7 +1,8 @@
 /* comm.c - bp_comm: creation from the launcher's environment (MPI, or
  * BP_RANK / BP_WORLD_SIZE / BP_RENDEZVOUS for BP_COMM_FILE), the getters,
  * the one-rank communicator, and the collectives' dispatch by bootstrap. The
- * MPI work is in comm_mpi.c, the rendezvous file in comm_file.c; without MPI
+ * MPI work is in comm_mpi.c, the rendezvous in comm_file.c (file:PATH) and
+ * comm_tcp.c (tcp:HOST:PORT); without MPI
  * (BP_WITH_MPI undefined) the stubs at the end refuse it with
  * BP_ERR_UNSUPPORTED. */
 #include <math.h>
@@ -113,13 +114,14 @@ static bp_status comm_new(const char *fn, const bp_comm_desc *desc, bp_comm **ou
   return BP_OK;
 }
 
-bp_status bp_comm_create_file(const bp_comm_desc *desc, int rank, int size, int local_rank,
-                              const char *path, bp_comm **out) {
+/* A BP_COMM_FILE communicator; `where` is the path (file) or host (tcp). */
+static bp_status create_rdv(const bp_comm_desc *desc, int rank, int size, int local_rank,
+                            int tcp, const char *where, const char *port, bp_comm **out) {
   static const char fn[] = "bp_comm_create_from_env";
-  if (size < 1 || rank < 0 || rank >= size || local_rank < 0 || !path || !*path) {
+  if (size < 1 || rank < 0 || rank >= size || local_rank < 0 || !where || !*where) {
     snprintf(create_error, sizeof create_error,
-             "%s: BP_RANK=%d, BP_WORLD_SIZE=%d, BP_LOCAL_RANK=%d and the rendezvous path must "
-             "satisfy 0 <= rank < world size, local rank >= 0, a path given",
+             "%s: BP_RANK=%d, BP_WORLD_SIZE=%d, BP_LOCAL_RANK=%d and the rendezvous must "
+             "satisfy 0 <= rank < world size, local rank >= 0, a rendezvous given",
              fn, rank, size, local_rank);
     if (out) *out = NULL;
     return BP_ERR_INVALID_ARGUMENT;
@@ -127,19 +129,49 @@ bp_status bp_comm_create_file(const bp_comm_desc *desc, int rank, int size, int 
   bp_comm *c = NULL;
   bp_status st = comm_new(fn, desc, &c);
   if (st != BP_OK) return st;
-  c->rendezvous = malloc(strlen(path) + 1);
+  c->rendezvous = malloc(strlen(where) + 1);
   if (!c->rendezvous) {
     free(c);
     snprintf(create_error, sizeof create_error, "%s: out of host memory", fn);
     return BP_ERR_OUT_OF_MEMORY;
   }
-  strcpy(c->rendezvous, path);
+  strcpy(c->rendezvous, where);
+  c->rdv_tcp = tcp;
+  if (tcp) snprintf(c->rdv_port, sizeof c->rdv_port, "%s", port);
   c->bootstrap = BP_COMM_FILE;
   c->rank = rank;
   c->size = size;
   c->local_rank = local_rank;
   *out = c;
   return BP_OK;
+}
+
+bp_status bp_comm_create_file(const bp_comm_desc *desc, int rank, int size, int local_rank,
+                              const char *path, bp_comm **out) {
+  return create_rdv(desc, rank, size, local_rank, 0, path, NULL, out);
+}
+
+bp_status bp_comm_create_rendezvous(const bp_comm_desc *desc, int rank, int size, int local_rank,
+                                    const char *spec, bp_comm **out) {
+  static const char fn[] = "bp_comm_create_from_env";
+  if (out) *out = NULL;
+  if (spec && strncmp(spec, "file:", 5) == 0 && spec[5] != '\0')
+    return create_rdv(desc, rank, size, local_rank, 0, spec + 5, NULL, out);
+  if (spec && strncmp(spec, "tcp:", 4) == 0) {
+    char host[256], port[8];
+    const char *why = bp_comm_tcp_parse(spec + 4, host, sizeof host, port, sizeof port);
+    if (why) {
+      snprintf(create_error, sizeof create_error,
+               "%s: BP_RENDEZVOUS=%s: %s; expected tcp:HOST:PORT (rank 0's address and a free "
+               "port, e.g. tcp:10.0.0.1:29500 or tcp:[::1]:29500)",
+               fn, spec, why);
+      return BP_ERR_INVALID_ARGUMENT;
+    }
+    return create_rdv(desc, rank, size, local_rank, 1, host, port, out);
+  }
+  snprintf(create_error, sizeof create_error,
+           "%s: BP_RENDEZVOUS=%s: expected file:PATH or tcp:HOST:PORT", fn, spec ? spec : "(null)");
+  return BP_ERR_INVALID_ARGUMENT;
 }
 
 /* A non-negative int from the environment variable name: 1 and *v, 0 if
@@ -172,18 +204,7 @@ static bp_status create_from_rendezvous_env(const bp_comm_desc *desc, const char
     return BP_ERR_INVALID_ARGUMENT;
   }
   if (!has_local) local = rank;
-  if (strncmp(rdv, "file:", 5) == 0 && rdv[5] != '\0')
-    return bp_comm_create_file(desc, rank, size, local, rdv + 5, out);
-  if (strncmp(rdv, "tcp:", 4) == 0) {
-    snprintf(create_error, sizeof create_error,
-             "%s: BP_RENDEZVOUS=%s: the TCP rendezvous is not implemented; use "
-             "BP_RENDEZVOUS=file:PATH (a file every rank can reach) or an MPI launcher",
-             fn, rdv);
-    return BP_ERR_UNSUPPORTED;
-  }
-  snprintf(create_error, sizeof create_error,
-           "%s: BP_RENDEZVOUS=%s: expected file:PATH", fn, rdv);
-  return BP_ERR_INVALID_ARGUMENT;
+  return bp_comm_create_rendezvous(desc, rank, size, local, rdv, out);
 }
 
 bp_status bp_comm_create_from_env(const bp_comm_desc *desc, bp_comm **out) {
@@ -217,7 +238,7 @@ void bp_comm_destroy(bp_comm *comm) {
   if (!comm) return;
   if (comm->nccl && comm->nccl_free) comm->nccl_free(comm, comm->failed);
   bp_comm_mpi_free(comm);
-  if (comm->bootstrap == BP_COMM_FILE) bp_comm_file_cleanup(comm);
+  if (comm->bootstrap == BP_COMM_FILE && !comm->rdv_tcp) bp_comm_file_cleanup(comm);
   free(comm->rendezvous);
   free(comm);
 }
@@ -321,7 +342,9 @@ bp_status bp_comm_bcast_floats(bp_comm *comm, float *v, size_t count, const char
 }
 
 bp_status bp_comm_bcast_bytes(bp_comm *comm, void *v, int bytes, const char *what) {
-  if (comm->bootstrap == BP_COMM_FILE) return bp_comm_file_bcast_bytes(comm, v, bytes, what);
+  if (comm->bootstrap == BP_COMM_FILE)
+    return comm->rdv_tcp ? bp_comm_tcp_bcast_bytes(comm, v, bytes, what)
+                         : bp_comm_file_bcast_bytes(comm, v, bytes, what);
   return bp_comm_mpi_bcast_bytes(comm, v, bytes, what);
 }
 

@@ -5,8 +5,9 @@
  *
  * Files: comm.c (creation from the environment, getters, the one-rank
  * communicator, the dispatch of the collectives by bootstrap, stubs for a
- * build without MPI), comm_file.c (BP_COMM_FILE: the shared-file rendezvous
- * that hands NCCL's unique id from rank 0 to the others) and comm_mpi.c
+ * build without MPI), comm_file.c and comm_tcp.c (BP_COMM_FILE: the
+ * rendezvous, a shared file or rank 0's TCP socket, that hands NCCL's unique
+ * id from rank 0 to the others) and comm_mpi.c
  * (MPI: the bootstrap, the non-blocking host collectives polled against the
  * deadline). The NCCL communicator of the CUDA backend lives in
  * src/cuda/cuda_comm.cu and hangs off `nccl` below; with BP_COMM_FILE it
@@ -39,10 +40,14 @@ struct bp_comm {
   void *mpi;                   /* comm_mpi.c's state (NULL: one rank, no MPI) */
   void *nccl;                  /* the CUDA backend's NCCL state (cuda_comm.cu), made on first use */
   void (*nccl_free)(bp_comm *comm, int abort); /* releases `nccl`; set with it */
-  /* BP_COMM_FILE: the rendezvous file (rank 0 writes, the others poll), and
-   * how many broadcasts went through it (the k-th after the first uses
-   * PATH.k). */
+  /* BP_COMM_FILE: the rendezvous. file:PATH (rdv_tcp 0): rendezvous is
+   * PATH (rank 0 writes, the others poll); tcp:HOST:PORT (rdv_tcp 1):
+   * rendezvous is HOST, rdv_port PORT (rank 0 listens, the others connect).
+   * rdv_seq counts the broadcasts that went through it (the file: the k-th
+   * after the first uses PATH.k; TCP: carried in each message). */
   char *rendezvous;
+  int rdv_tcp;
+  char rdv_port[8];
   int rdv_seq;
   /* BP_COMM_FILE: the host collectives through the NCCL communicator; set
    * with `nccl` (cuda_comm.cu), NULL before and after. */
@@ -85,10 +90,23 @@ bp_status bp_comm_bcast_bytes(bp_comm *comm, void *v, int bytes, const char *wha
  * defaults). On failure *out is NULL, the reason in bp_comm_last_error(NULL). */
 bp_status bp_comm_create_file(const bp_comm_desc *desc, int rank, int size, int local_rank,
                               const char *path, bp_comm **out);
+/* The same from a BP_RENDEZVOUS value, "file:PATH" or "tcp:HOST:PORT"
+ * (HOST a name, an IPv4 address or a bracketed IPv6 one, PORT 1 .. 65535):
+ * what bp_comm_create_from_env makes of it. A malformed value is
+ * BP_ERR_INVALID_ARGUMENT, the reason in bp_comm_last_error(NULL). */
+bp_status bp_comm_create_rendezvous(const bp_comm_desc *desc, int rank, int size, int local_rank,
+                                    const char *spec, bp_comm **out);
 /* comm_file.c: rank 0's `bytes` bytes to every rank through the file,
  * polled against the deadline; removes the files rank 0 wrote. */
 bp_status bp_comm_file_bcast_bytes(bp_comm *comm, void *v, int bytes, const char *what);
 void bp_comm_file_cleanup(bp_comm *comm);
+/* comm_tcp.c: rank 0's `bytes` bytes to every rank through rank 0's socket,
+ * every wait against the deadline. */
+bp_status bp_comm_tcp_bcast_bytes(bp_comm *comm, void *v, int bytes, const char *what);
+/* Splits "HOST:PORT" or "[HOST]:PORT" (the part after "tcp:"): NULL, or
+ * why it is malformed. */
+const char *bp_comm_tcp_parse(const char *spec, char *host, size_t host_len, char *port,
+                              size_t port_len);
 
 /* The CUDA backend (cuda_comm.cu): makes comm's NCCL communicator on net's
  * device now (collective), so that the host collectives of a BP_COMM_FILE

@@ -812,5 +812,6 @@ const bp_backend_ops bp_cpu_ops = {
     .read_output = cpu_read_output,
     .exchange_start = cpu_exchange_start,
     .exchange_finish = cpu_exchange_finish,
-    /* No device: no train_step unit, no device-pointer calls. */
+    /* No device: no train_step or train_share_step unit, no device-pointer
+     * calls. */
 };

@@ -58,6 +58,7 @@ extern "C" const bp_backend_ops bp_cuda_ops = {
     cuda_device_leave,    /* device_leave */
     cuda_exchange_start,  /* exchange_start: cuda_comm.cu */
     cuda_exchange_finish, /* exchange_finish */
+    cuda_train_share_step, /* train_share_step: cuda_step.cu */
 };
 
 /* Test hook behind bp_debug_inject_device_fault: a real sticky fault, caught

@@ -14,9 +14,10 @@
  *          made at the first exchange from a unique id that rank 0 draws and
  *          MPI broadcasts; or, for a BP_COMM_FILE communicator (no MPI), made
  *          in bp_network_set_comm (bp_cuda_comm_attach) from the id passed
- *          through the rendezvous file, and then also carrying the host
- *          collectives (the shape check, the weights' broadcast, the
- *          reductions of costs and counts) through a device buffer.
+ *          through the rendezvous (a file or rank 0's socket), and then also
+ *          carrying the host collectives (the shape check, the weights'
+ *          broadcast, the reductions of costs and counts) through a device
+ *          buffer.
  *   MPI    (staged through host memory): each bucket is scaled and copied to
  *          pinned host memory on the compute stream; exchange_finish waits
  *          for the stream, all-reduces the host copy with MPI (polled against
@@ -193,7 +194,7 @@ static bp_status nccl_bcast_floats(bp_comm *comm, float *v, size_t count, const 
 /* comm's NCCL communicator on ctx's device, made on first use (collective:
  * every rank gets here in the same exchange, or in bp_network_set_comm for
  * BP_COMM_FILE). The unique id goes from rank 0 to the others by MPI, or
- * through the rendezvous file (BP_COMM_FILE). */
+ * through the rendezvous, a file or rank 0's TCP socket (BP_COMM_FILE). */
 static bp_status nccl_get(bp_comm *comm, bp_context *ctx, ncclComm_t *out) {
   nccl_state *s = (nccl_state *)comm->nccl;
   if (s) {
@@ -385,6 +386,76 @@ bp_status cuda_exchange_start(bp_network *net, size_t offset, size_t count, floa
   return BP_OK;
 }
 
+#ifdef BP_WITH_NCCL
+/* NCCL: queues the weighted cost's all-reduce after the started buckets,
+ * the compute stream's wait for the communication stream, and the global
+ * cost into the scalars; waits for nothing, so a capture can take it. */
+static bp_status nccl_finish_queue(bp_network *net, cuda_exchange *x, int n_local, int n_global,
+                                   int accumulate) {
+  bp_context *ctx = net->ctx;
+  bp_comm *comm = net->comm;
+  cudaStream_t stream = ctx_state(ctx)->stream;
+  cuda_network *cn = net_state(net);
+  const double w = n_local > 0 ? (double)n_local / (double)n_global : 0.0;
+  ncclComm_t nc;
+  bp_status st = nccl_get(comm, ctx, &nc);
+  if (st != BP_OK) return st;
+  NET_LAUNCH(net, (exchange_cost_weight_kernel<<<1, 1, 0, stream>>>(&cn->scalars->cost, (float)w,
+                                                                     x->d_cost),
+                   cudaGetLastError()));
+  BP_CUDA_CHECK(ctx, cudaEventRecord(x->ready, stream));
+  BP_CUDA_CHECK(ctx, cudaStreamWaitEvent(x->stream, x->ready, 0));
+  ncclResult_t r = ncclAllReduce(x->d_cost, x->d_cost, 1, ncclFloat, ncclSum, nc, x->stream);
+  if (r != ncclSuccess)
+    return bp_comm_fail(comm, "rank %d: ncclAllReduce failed: %s", comm->rank,
+                        ncclGetErrorString(r)),
+           bp_error(ctx, BP_ERR_COMM, "%s", comm->last_error);
+  BP_CUDA_CHECK(ctx, cudaEventRecord(x->done, x->stream));
+  BP_CUDA_CHECK(ctx, cudaStreamWaitEvent(stream, x->done, 0));
+  NET_LAUNCH(net, (exchange_cost_apply_kernel<<<1, 1, 0, stream>>>(x->d_cost, cn->scalars,
+                                                                    n_global, accumulate),
+                   cudaGetLastError()));
+  return BP_OK;
+}
+#endif
+
+int cuda_exchange_capturable(const bp_network *net) {
+  const cuda_exchange *x = (const cuda_exchange *)net_state(net)->exchange;
+  return x != NULL && x->nccl && net->comm != NULL && !net->comm->failed;
+}
+
+bp_status cuda_exchange_finish_queue(bp_network *net, int n_local, int n_global, int accumulate) {
+#ifdef BP_WITH_NCCL
+  cuda_exchange *x = (cuda_exchange *)net_state(net)->exchange;
+  if (x == NULL || !x->nccl)
+    return bp_error(net->ctx, BP_ERR_UNSUPPORTED,
+                    "cuda_exchange_finish_queue: the exchange is not NCCL's");
+  return nccl_finish_queue(net, x, n_local, n_global, accumulate);
+#else
+  (void)n_local;
+  (void)n_global;
+  (void)accumulate;
+  return bp_error(net->ctx, BP_ERR_UNSUPPORTED, "cuda_exchange_finish_queue: no NCCL");
+#endif
+}
+
+bp_status cuda_exchange_wait(bp_network *net) {
+#ifdef BP_WITH_NCCL
+  bp_context *ctx = net->ctx;
+  cuda_exchange *x = (cuda_exchange *)net_state(net)->exchange;
+  ncclComm_t nc = NULL;
+  bp_status st = nccl_get(net->comm, ctx, &nc);
+  if (st != BP_OK) return st;
+  /* Recorded after everything queued so far (a replayed graph's exchange
+   * included): its completion is the exchange's. */
+  BP_CUDA_CHECK(ctx, cudaEventRecord(x->done, ctx_state(ctx)->stream));
+  st = nccl_poll(net->comm, nc, x->done, NULL, "gradient all-reduce");
+  return st == BP_OK ? st : bp_error(ctx, st, "%s", net->comm->last_error);
+#else
+  return bp_error(net->ctx, BP_ERR_UNSUPPORTED, "cuda_exchange_wait: no NCCL");
+#endif
+}
+
 bp_status cuda_exchange_finish(bp_network *net, int n_local, int n_global, int accumulate) {
   bp_context *ctx = net->ctx;
   bp_status st = cuda_enter(ctx);
@@ -398,26 +469,9 @@ bp_status cuda_exchange_finish(bp_network *net, int n_local, int n_global, int a
   const double w = n_local > 0 ? (double)n_local / (double)n_global : 0.0;
   if (x->nccl) {
 #ifdef BP_WITH_NCCL
-    ncclComm_t nc;
-    st = nccl_get(net->comm, ctx, &nc);
+    st = nccl_finish_queue(net, x, n_local, n_global, accumulate);
     if (st != BP_OK) return st;
-    NET_LAUNCH(net, (exchange_cost_weight_kernel<<<1, 1, 0, stream>>>(&cn->scalars->cost,
-                                                                       (float)w, x->d_cost),
-                     cudaGetLastError()));
-    BP_CUDA_CHECK(ctx, cudaEventRecord(x->ready, stream));
-    BP_CUDA_CHECK(ctx, cudaStreamWaitEvent(x->stream, x->ready, 0));
-    ncclResult_t r = ncclAllReduce(x->d_cost, x->d_cost, 1, ncclFloat, ncclSum, nc, x->stream);
-    if (r != ncclSuccess)
-      return bp_comm_fail(comm, "rank %d: ncclAllReduce failed: %s", comm->rank,
-                          ncclGetErrorString(r)),
-             bp_error(ctx, BP_ERR_COMM, "%s", comm->last_error);
-    BP_CUDA_CHECK(ctx, cudaEventRecord(x->done, x->stream));
-    BP_CUDA_CHECK(ctx, cudaStreamWaitEvent(stream, x->done, 0));
-    NET_LAUNCH(net, (exchange_cost_apply_kernel<<<1, 1, 0, stream>>>(x->d_cost, cn->scalars,
-                                                                      n_global, accumulate),
-                     cudaGetLastError()));
-    st = nccl_poll(comm, nc, x->done, NULL, "gradient all-reduce");
-    return st == BP_OK ? st : bp_error(ctx, st, "%s", comm->last_error);
+    return cuda_exchange_wait(net);
 #endif
   }
   /* MPI staged: the host copies of the started ranges are complete once

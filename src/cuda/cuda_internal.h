@@ -188,6 +188,15 @@ bp_status cuda_device_leave(bp_network *net, void *stream, int n, float *out, fl
 /* cuda_comm.cu: the gradient exchange (NCCL, or MPI staged through host memory). */
 bp_status cuda_exchange_start(bp_network *net, size_t offset, size_t count, float scale);
 bp_status cuda_exchange_finish(bp_network *net, int n_local, int n_global, int accumulate);
+/* For the data-parallel step as one graph (cuda_train_share_step): 1 once
+ * the exchange runs on NCCL (its state is made at the first exchange, which
+ * is never captured); the finish's work queued without waiting; the wait
+ * for everything queued, against the deadline (never inside a capture). */
+int cuda_exchange_capturable(const bp_network *net);
+bp_status cuda_exchange_finish_queue(bp_network *net, int n_local, int n_global, int accumulate);
+bp_status cuda_exchange_wait(bp_network *net);
+bp_status cuda_train_share_step(bp_network *net, const bp_batch *b, int n_global, float lr,
+                                int *ran);
 /* Releases the network's exchange buffers (cuda_network_free). */
 void cuda_exchange_free(bp_network *net);
 

@@ -169,11 +169,15 @@ static bp_status run_update(bp_network *net, float lr, int gate_on_cost, int *sk
 
 #define GRAPH_SLOTS 8
 
-typedef enum graph_kind { GRAPH_FORWARD = 1, GRAPH_TRAIN_STEP = 2 } graph_kind;
+typedef enum graph_kind {
+  GRAPH_FORWARD = 1,
+  GRAPH_TRAIN_STEP = 2,
+  GRAPH_SHARE_STEP = 3 /* data-parallel: the step with its NCCL exchange */
+} graph_kind;
 
 typedef struct graph_key {
   graph_kind kind;
-  int n;
+  int n, n_global; /* n_global: the share step's scale n / n_global is baked in */
   uint32_t lr_bits;
   const void *p[2];
   unsigned ws_serial, options_serial;
@@ -192,7 +196,8 @@ typedef struct cuda_graphs {
 } cuda_graphs;
 
 static int key_equal(const graph_key *a, const graph_key *b) {
-  return a->kind == b->kind && a->n == b->n && a->lr_bits == b->lr_bits && a->p[0] == b->p[0] &&
+  return a->kind == b->kind && a->n == b->n && a->n_global == b->n_global &&
+         a->lr_bits == b->lr_bits && a->p[0] == b->p[0] &&
          a->p[1] == b->p[1] && a->ws_serial == b->ws_serial &&
          a->options_serial == b->options_serial;
 }
@@ -212,9 +217,11 @@ typedef bp_status (*queue_fn)(bp_network *net, const void *arg);
 
 /* Runs `queue(net, arg)` on the context's stream: replayed from the graph of
  * `key` when there is one; else run as it is the first time the key is
- * seen, and captured and replayed the second time. */
+ * seen, and captured and replayed the second time. With `ran` not NULL,
+ * whatever would run uncaptured (the first sight, a key whose capture
+ * failed) is left to the caller instead: *ran = 0, nothing queued. */
 static bp_status run_graphed(bp_network *net, const graph_key *key, queue_fn queue,
-                             const void *arg) {
+                             const void *arg, int *ran) {
   bp_context *ctx = net->ctx;
   cuda_network *cn = net_state(net);
   cudaStream_t stream = ctx_state(ctx)->stream;
@@ -237,9 +244,10 @@ static bp_status run_graphed(bp_network *net, const graph_key *key, queue_fn que
     slot->used = 1;
     slot->uncapturable = 0;
     slot->key = *key;
+    if (ran) return BP_OK;
     return queue(net, arg);
   }
-  if (slot->uncapturable) return queue(net, arg);
+  if (slot->uncapturable) return ran ? BP_OK : queue(net, arg);
   if (slot->exec == NULL) { /* second sight: capture */
     cudaGraph_t graph = NULL;
     const long long launches = net->launches; /* captured work is not launched */
@@ -262,14 +270,18 @@ static bp_status run_graphed(bp_network *net, const graph_key *key, queue_fn que
        * other failure of the capture leaves this key uncaptured for good and
        * runs the step as it is, so a graph that cannot be made costs speed,
        * never a result (bp_epoch_stats.graph_replays shows it). */
-      if (ctx->failed) return st;
+      if (ctx->failed) {
+        if (ran) *ran = 1;
+        return st;
+      }
       (void)cudaGetLastError();
       bp_clear_error(ctx);
       slot->exec = NULL;
       slot->uncapturable = 1;
-      return queue(net, arg);
+      return ran ? BP_OK : queue(net, arg);
     }
   }
+  if (ran) *ran = 1;
   NET_LAUNCH(net, cudaGraphLaunch(slot->exec, stream));
   if (key->kind != GRAPH_FORWARD) ++net->stats.graph_replays;
   return BP_OK;
@@ -306,7 +318,7 @@ bp_status cuda_forward(bp_network *net, const bp_batch *b) {
   key.p[0] = b->x;
   key.ws_serial = net_state(net)->ws_serial;
   key.options_serial = net->options_serial;
-  return run_graphed(net, &key, queue_forward, &t);
+  return run_graphed(net, &key, queue_forward, &t, NULL);
 }
 
 bp_status cuda_backward(bp_network *net, const bp_batch *b, int accumulate) {
@@ -345,7 +357,64 @@ bp_status cuda_train_step(bp_network *net, const bp_batch *b, float lr) {
   key.p[1] = b->y;
   key.ws_serial = net_state(net)->ws_serial;
   key.options_serial = net->options_serial;
-  return run_graphed(net, &key, queue_train_step, &t);
+  return run_graphed(net, &key, queue_train_step, &t, NULL);
+}
+
+typedef struct share_args {
+  step_args step;
+  int n_global;
+} share_args;
+
+/* The data-parallel step in the engine's order (engine/step.c,
+ * bp_engine_train_share): forward, backward without accumulation (its hooks
+ * start the buckets' all-reduces on the communication stream), the rest of
+ * the buckets, the cost's all-reduce and the global cost into the counters,
+ * the gated update; nothing in it waits on the host, so a capture takes the
+ * NCCL calls with it (NCCL >= 2.9), joined to the compute stream by the
+ * exchange's events. */
+static bp_status queue_share_step(bp_network *net, const void *arg) {
+  const share_args *t = (const share_args *)arg;
+  cuda_scalars *sc = net_state(net)->scalars;
+  bp_engine_exchange_open(net, t->step.n, t->n_global);
+  bp_status st = run_forward(net, t->step.x, t->step.n);
+  if (st == BP_OK) st = run_backward(net, t->step.x, t->step.y, t->step.n, NULL, NULL);
+  if (st == BP_OK) st = bp_engine_exchange_close(net);
+  if (st == BP_OK) st = cuda_exchange_finish_queue(net, t->step.n, t->n_global, 1);
+  if (st == BP_OK) st = run_update(net, t->step.lr, 1, &sc->skipped);
+  return st;
+}
+
+bp_status cuda_train_share_step(bp_network *net, const bp_batch *b, int n_global, float lr,
+                                int *ran) {
+  *ran = 0;
+  /* Graphs off, or an exchange not made yet (its first step makes it, with
+   * host collectives) or staged through MPI (host waits: not capturable):
+   * the engine runs the step. */
+  if (!net->cuda_graphs || !cuda_exchange_capturable(net)) return BP_OK;
+  bp_status st = cuda_enter(net->ctx);
+  if (st != BP_OK) return st;
+  const share_args t = {{b->x, b->y, b->n, lr}, n_global};
+  graph_key key;
+  memset(&key, 0, sizeof key);
+  key.kind = GRAPH_SHARE_STEP;
+  key.n = b->n;
+  key.n_global = n_global;
+  key.lr_bits = float_bits(lr);
+  key.p[0] = b->x;
+  key.p[1] = b->y;
+  key.ws_serial = net_state(net)->ws_serial;
+  key.options_serial = net->options_serial;
+  st = run_graphed(net, &key, queue_share_step, &t, ran);
+  if (!*ran) {
+    /* A failed capture went through the hooks: the engine's step starts
+     * from an open exchange again. */
+    bp_engine_exchange_open(net, b->n, n_global);
+    return st;
+  }
+  if (st != BP_OK) return st;
+  /* The deadline's polling, outside the graph: the replay's completion is
+   * the exchange's. */
+  return cuda_exchange_wait(net);
 }
 
 bp_status cuda_reset_counters(bp_network *net) {

@@ -6,7 +6,8 @@
  * first, in the order backward produces them: grads holds layer 0's W and b,
  * then layer 1's, ..., so the layers hi .. lo of a bucket are one contiguous
  * range. A bucket closes once it holds at least comm->bucket_bytes (small
- * layers travel together, as in PyTorch DDP); its all-reduce starts when
+ * layers travel together, as in PyTorch DDP), or earlier when enough of
+ * backward is left to hide it (plan_buckets); its all-reduce starts when
  * backward reports its lowest layer ready (bp_engine_grads_ready), while
  * backward goes on with the layers below.
  *
@@ -68,10 +69,34 @@ static bp_status plan_buckets(bp_network *net, size_t bucket_bytes, struct bp_ex
     }
     return bp_error(net->ctx, BP_ERR_OUT_OF_MEMORY, "bp_network_set_comm: out of host memory");
   }
+  /* A bucket closes once it holds bucket_bytes; or earlier, at a layer
+   * boundary, once it holds bucket_bytes / 16 (below that an all-reduce is
+   * mostly latency) and backward still has at least as many weights' worth
+   * of products to run as the bucket holds (after layer i's dW: layer i's
+   * dX, then dW and dX of every layer below; layer 0 has no dX). A proxy for
+   * "enough work left to hide it", not a model of either side's speed: it
+   * splits a network smaller than bucket_bytes into buckets that can start
+   * during backward, where one bucket could only start once backward had
+   * ended (256x3 at 1 MiB: 1% hidden; bench/NOTES.md). */
+  const size_t min_bytes = bucket_bytes / 16;
+  size_t *below = calloc((size_t)L + 1, sizeof *below); /* weights of layers 0 .. i-1 */
+  if (!below) {
+    free(x->offset);
+    free(x->count);
+    free(x->low);
+    free(x);
+    return bp_error(net->ctx, BP_ERR_OUT_OF_MEMORY, "bp_network_set_comm: out of host memory");
+  }
+  for (int i = 0; i < L; ++i)
+    below[i + 1] = below[i] + (size_t)net->sizes[i] * (size_t)net->sizes[i + 1];
   size_t end = net->n_params; /* the open bucket covers [.., end) */
   for (int i = L - 1; i >= 0; --i) {
     const size_t begin = net->w_offset[i];
-    if ((end - begin) * sizeof(float) >= bucket_bytes || i == 0) {
+    const size_t held = end - begin;
+    const size_t w_i = below[i + 1] - below[i];
+    const size_t work_left = i == 0 ? 0 : w_i + 2 * below[i] - below[1];
+    if (held * sizeof(float) >= bucket_bytes || i == 0 ||
+        (held * sizeof(float) >= min_bytes && work_left >= held)) {
       x->offset[x->n_buckets] = begin;
       x->count[x->n_buckets] = end - begin;
       x->low[x->n_buckets] = i;
@@ -79,6 +104,7 @@ static bp_status plan_buckets(bp_network *net, size_t bucket_bytes, struct bp_ex
       end = begin;
     }
   }
+  free(below);
   *out = x;
   return BP_OK;
 }
@@ -183,7 +209,6 @@ static void start_bucket(bp_network *net, struct bp_exchange *x) {
   if (x->status != BP_OK) return;
   if (x->t_start == 0.0) x->t_start = bp_now_us();
   x->status = net->ctx->ops->exchange_start(net, x->offset[b], x->count[b], x->scale);
-  net->stats.comm_bytes += (double)x->count[b] * sizeof(float);
 }
 
 void bp_engine_grads_ready(bp_network *net, int layer) {
@@ -197,19 +222,40 @@ void bp_engine_grads_ready(bp_network *net, int layer) {
   }
 }
 
+bp_status bp_engine_exchange_close(bp_network *net) {
+  struct bp_exchange *x = net->exchange;
+  if (!x || !x->open) return BP_OK;
+  while (x->next < x->n_buckets) start_bucket(net, x); /* no backward ran, or it skipped a hook */
+  x->open = 0;
+  return x->status;
+}
+
+/* The buckets cover every parameter once: a step moves all the gradients. */
+static void count_step(bp_network *net) {
+  net->stats.world_size = net->comm->size;
+  net->stats.comm_bytes += (double)net->n_params * sizeof(float);
+}
+
+void bp_engine_exchange_replayed(bp_network *net) {
+  struct bp_exchange *x = net->exchange;
+  if (!x) return;
+  x->open = 0;
+  /* One launch ran the whole step on the device: the host saw no bucket
+   * start or end, so there is no time to attribute (comm_us stays). */
+  count_step(net);
+}
+
 bp_status bp_engine_exchange_gradients(bp_network *net, int accumulate) {
   struct bp_exchange *x = net->exchange;
   if (!x || !x->open) return BP_OK;
   bp_context *ctx = net->ctx;
   const double t_wait = bp_now_us();
-  while (x->next < x->n_buckets) start_bucket(net, x); /* no backward ran, or it skipped a hook */
-  x->open = 0;
-  bp_status st = x->status;
+  bp_status st = bp_engine_exchange_close(net);
   if (st == BP_OK) st = ctx->ops->exchange_finish(net, x->n_local, x->n_global, accumulate);
   const double t_end = bp_now_us();
   /* Buckets done during backward: their span, plus the finish (the cost's
    * reduction) which is always exposed. Otherwise: all of it until now. */
-  net->stats.world_size = net->comm->size;
+  count_step(net);
   if (x->t_done != 0.0)
     net->stats.comm_us += (x->t_done - x->t_start) + (t_end - t_wait);
   else

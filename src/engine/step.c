@@ -24,6 +24,17 @@ bp_status bp_engine_train_share(bp_network *net, const bp_batch *b, int n_global
    * global cost once it is known, the same on every rank. */
   bp_engine_exchange_open(net, b ? b->n : 0, n_global);
   bp_status st = BP_OK;
+  if (b && ops->train_share_step) {
+    /* The same order replayed as one unit (a CUDA graph), when the backend
+     * can; a rank without examples has nothing to replay. */
+    int ran = 0;
+    st = ops->train_share_step(net, b, n_global, lr, &ran);
+    if (ran) {
+      bp_engine_exchange_replayed(net);
+      return st;
+    }
+    if (st != BP_OK) return st;
+  }
   if (b) st = ops->forward(net, b);
   if (b && st == BP_OK) st = ops->backward(net, b, 0);
   /* A local failure leaves the exchange unfinished here; the other ranks

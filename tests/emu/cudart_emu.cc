@@ -2,7 +2,13 @@
 // its tests make, on the host, for the CPU emulation (cuda_emu.h). Memory is
 // host memory; every stream runs its work at once, in order (so events and
 // waits have nothing left to order), except a stream being captured, whose
-// operations are recorded into a graph and run at each cudaGraphLaunch. The
+// operations are recorded into a graph and run at each cudaGraphLaunch. As in
+// CUDA, another stream joins a capture by waiting on an event recorded in it
+// (its operations then go into the same graph, in issue order, which is one
+// valid order of the graph's branches) and must be joined back (the capturing
+// stream waits on an event recorded after its last operation) before the
+// capture ends, else cudaErrorStreamCaptureUnjoined; a joined stream cannot
+// be synchronized or queried during the capture. The
 // products are plain loops in the precision asked for (float32 inputs,
 // TF32- or bfloat16-rounded inputs, float32 accumulation), so results agree
 // with the CPU backend to float rounding, not bit for bit.
@@ -28,9 +34,17 @@
 struct CUstream_st {
   bool capturing = false;
   std::vector<std::function<void()>> captured;
+  // A stream that joined another's capture: the capturing stream, how many
+  // operations it put there, and how many of those the capturing stream has
+  // waited for (joined back).
+  CUstream_st *origin = nullptr;
+  long ops = 0, joined_ops = 0;
+  std::vector<CUstream_st *> joiners;  // of a capturing stream
 };
 struct CUevent_st {
-  int unused = 0;
+  CUstream_st *capture = nullptr;  // recorded inside this stream's capture
+  CUstream_st *by = nullptr;       // on this stream,
+  long ops = 0;                    // after this many of its captured operations
 };
 struct CUgraph_st {
   std::vector<std::function<void()>> ops;
@@ -40,11 +54,22 @@ struct CUgraphExec_st {
 };
 
 namespace bp_emu {
+// The capture s's work goes to, or nullptr.
+CUstream_st *capture_of(cudaStream_t s) {
+  if (s == nullptr) return nullptr;
+  if (s->capturing) return s;
+  if (s->origin != nullptr && s->origin->capturing) return s->origin;
+  return nullptr;
+}
+
 void stream_op(cudaStream_t stream, const std::function<void()> &op) {
-  if (stream != nullptr && stream->capturing)
-    stream->captured.push_back(op);
-  else
+  CUstream_st *c = capture_of(stream);
+  if (c == nullptr) {
     op();
+    return;
+  }
+  c->captured.push_back(op);
+  if (c != stream) ++stream->ops;
 }
 }  // namespace bp_emu
 
@@ -180,9 +205,24 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
-  return s != nullptr && s->capturing ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+  return bp_emu::capture_of(s) != nullptr ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
 }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
+  if (s == nullptr || e == nullptr || e->capture == nullptr || !e->capture->capturing)
+    return cudaSuccess;  // work runs when issued: nothing to wait for
+  CUstream_st *c = e->capture;
+  if (s == c) {  // the capturing stream joins back what e's stream did so far
+    if (e->by != c && e->by->origin == c) e->by->joined_ops = std::max(e->by->joined_ops, e->ops);
+    return cudaSuccess;
+  }
+  if (s->capturing) return cudaErrorStreamCaptureIsolation;  // another capture's stream
+  if (s->origin != c) {
+    s->origin = c;
+    s->ops = s->joined_ops = 0;
+    c->joiners.push_back(s);
+  }
+  return cudaSuccess;
+}
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int) {
   *e = new CUevent_st;
   return cudaSuccess;
@@ -192,12 +232,18 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
   return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  CUstream_st *c = bp_emu::capture_of(s);
+  e->capture = c;
+  e->by = s;
+  e->ops = c != nullptr && c != s ? s->ops : 0;
+  return cudaSuccess;
+}
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
 // Work runs when issued: an event or a stream is always complete.
 cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaStreamQuery(cudaStream_t s) {
-  return s != nullptr && s->capturing ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+  return bp_emu::capture_of(s) != nullptr ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
 }
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode) {
@@ -209,6 +255,18 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode) {
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
   if (s == nullptr || !s->capturing) return cudaErrorIllegalState;
   s->capturing = false;
+  bool unjoined = false;
+  for (CUstream_st *j : s->joiners) {
+    if (j->ops > j->joined_ops) unjoined = true;
+    j->origin = nullptr;
+    j->ops = j->joined_ops = 0;
+  }
+  s->joiners.clear();
+  if (unjoined) {  // as CUDA: the capture is invalidated, no graph
+    s->captured.clear();
+    *graph = nullptr;
+    return cudaErrorStreamCaptureUnjoined;
+  }
   *graph = new CUgraph_st;
   (*graph)->ops.swap(s->captured);
   return cudaSuccess;
