@@ -140,6 +140,11 @@ typedef struct bp_counters {
   float cost;       /* the last backward pass's mean cost */
 } bp_counters;
 
+/* What a training step's backward adds to the epoch's counters. A
+ * data-parallel step leaves the cost to the exchange (the global cost) but
+ * counts its own slice's correct examples. */
+enum { BP_BACKWARD_COST = 1, BP_BACKWARD_CORRECT = 2 };
+
 struct bp_backend_ops {
   const char *name;
   void (*context_destroy)(bp_context *ctx);
@@ -182,9 +187,11 @@ struct bp_backend_ops {
   /* Layer by layer z = W a + b, a = f(z), over the batch's inputs. */
   bp_status (*forward)(bp_network *net, const bp_batch *b);
   /* After forward on the same batch: the gradients of the batch's mean cost
-   * into grads and the cost into counters.cost; with accumulate, a finite
-   * cost adds cost x n to counters.cost_sum and a non-finite one counts a
-   * skip. */
+   * into grads and the cost into counters.cost. accumulate is a set of
+   * BP_BACKWARD_* flags: with _COST a finite cost adds cost x n to
+   * counters.cost_sum and a non-finite one counts a skip; with _CORRECT the
+   * examples forward classified right add to counters.correct (an epoch's
+   * running accuracy). */
   bp_status (*backward)(bp_network *net, const bp_batch *b, int accumulate);
   /* The guarded SGD update: refused (nothing changes) when it would make a
    * weight non-finite (counters.update_bad), or, with gate_on_cost, when

@@ -656,13 +656,13 @@ static int64_t batch_correct(const bp_network *net, const float *Y, int n) {
 
 static bp_status cpu_backward(bp_network *net, const bp_batch *b, int accumulate) {
   cpu_net *c = net->impl;
-  if (accumulate) c->counters.correct += batch_correct(net, b->y, b->n);
+  if (accumulate & BP_BACKWARD_CORRECT) c->counters.correct += batch_correct(net, b->y, b->n);
   const int saved = bp_cpu_threads_enter(net->ctx);
   const double cost = backward_core(net, b->x, b->y, b->n);
   bp_cpu_threads_leave(saved);
   c->last_cost = cost;
   c->counters.cost = (float)cost;
-  if (accumulate) {
+  if (accumulate & BP_BACKWARD_COST) {
     if (isfinite(cost))
       c->counters.cost_sum += cost * b->n;
     else

@@ -57,10 +57,11 @@ static bp_status run_forward(bp_network *net, const float *x, int n) {
 
 /* After run_forward on (x, n): the output error, the batch cost into
  * scalars->cost (added to *cost_acc when finite, else counted in *skipped;
- * either may be NULL), then for each layer from the last: dW_i, db_i into
+ * either may be NULL), the examples classified right into scalars->correct
+ * (count_correct), then for each layer from the last: dW_i, db_i into
  * grads, and the error of the layer below. */
 static bp_status run_backward(bp_network *net, const float *x, const float *y, int n,
-                              double *cost_acc, int *skipped) {
+                              double *cost_acc, int *skipped, int count_correct) {
   bp_context *ctx = net->ctx;
   cuda_context *cc = ctx_state(ctx);
   cuda_network *cn = net_state(net);
@@ -92,9 +93,9 @@ static bp_status run_backward(bp_network *net, const float *x, const float *y, i
     NET_LAUNCH(net, bp_launch_cost(cn->ws.act[L - 1], y, out_width, n, cn->ws.cost_partials,
                                         &cn->scalars->cost, cost_acc, skipped, cc->stream));
   }
-  /* Training (cost_acc set): the running accuracy of bp_epoch_stats, from
-   * the output this step's forward made. */
-  if (cost_acc != NULL)
+  /* Training: the running accuracy of bp_epoch_stats, from the output this
+   * step's forward made. */
+  if (count_correct)
     NET_LAUNCH(net, bp_launch_accuracy(cn->ws.act[L - 1], y, out_width, n,
                                        &cn->scalars->correct, cc->stream));
   for (int i = L - 1; i >= 0; --i) {
@@ -323,8 +324,9 @@ bp_status cuda_forward(bp_network *net, const bp_batch *b) {
 
 bp_status cuda_backward(bp_network *net, const bp_batch *b, int accumulate) {
   cuda_scalars *sc = net_state(net)->scalars;
-  return run_backward(net, b->x, b->y, b->n, accumulate ? &sc->cost_sum : NULL,
-                      accumulate ? &sc->skipped : NULL);
+  const int cost = (accumulate & BP_BACKWARD_COST) != 0;
+  return run_backward(net, b->x, b->y, b->n, cost ? &sc->cost_sum : NULL,
+                      cost ? &sc->skipped : NULL, (accumulate & BP_BACKWARD_CORRECT) != 0);
 }
 
 bp_status cuda_update(bp_network *net, float lr, int gate_on_cost, int count_skip) {
@@ -340,7 +342,7 @@ static bp_status queue_train_step(bp_network *net, const void *arg) {
   const step_args *t = (const step_args *)arg;
   cuda_scalars *sc = net_state(net)->scalars;
   bp_status st = run_forward(net, t->x, t->n);
-  if (st == BP_OK) st = run_backward(net, t->x, t->y, t->n, &sc->cost_sum, &sc->skipped);
+  if (st == BP_OK) st = run_backward(net, t->x, t->y, t->n, &sc->cost_sum, &sc->skipped, 1);
   if (st == BP_OK) st = run_update(net, t->lr, 1, &sc->skipped);
   return st;
 }
@@ -377,7 +379,7 @@ static bp_status queue_share_step(bp_network *net, const void *arg) {
   cuda_scalars *sc = net_state(net)->scalars;
   bp_engine_exchange_open(net, t->step.n, t->n_global);
   bp_status st = run_forward(net, t->step.x, t->step.n);
-  if (st == BP_OK) st = run_backward(net, t->step.x, t->step.y, t->step.n, NULL, NULL);
+  if (st == BP_OK) st = run_backward(net, t->step.x, t->step.y, t->step.n, NULL, NULL, 1);
   if (st == BP_OK) st = bp_engine_exchange_close(net);
   if (st == BP_OK) st = cuda_exchange_finish_queue(net, t->step.n, t->n_global, 1);
   if (st == BP_OK) st = run_update(net, t->step.lr, 1, &sc->skipped);

@@ -13,7 +13,7 @@ bp_status bp_engine_train_step(bp_network *net, const bp_batch *b, float lr) {
    * exchange between backward and update; it serves single-device runs. */
   if (ops->train_step) return ops->train_step(net, b, lr);
   bp_status st = ops->forward(net, b);
-  if (st == BP_OK) st = ops->backward(net, b, 1);
+  if (st == BP_OK) st = ops->backward(net, b, BP_BACKWARD_COST | BP_BACKWARD_CORRECT);
   if (st == BP_OK) st = ops->update(net, lr, 1, 1);
   return st;
 }
@@ -36,7 +36,7 @@ bp_status bp_engine_train_share(bp_network *net, const bp_batch *b, int n_global
     if (st != BP_OK) return st;
   }
   if (b) st = ops->forward(net, b);
-  if (b && st == BP_OK) st = ops->backward(net, b, 0);
+  if (b && st == BP_OK) st = ops->backward(net, b, BP_BACKWARD_CORRECT);
   /* A local failure leaves the exchange unfinished here; the other ranks
    * then fail at their deadline (the command aborts the job first). */
   if (st == BP_OK) st = bp_engine_exchange_gradients(net, 1);

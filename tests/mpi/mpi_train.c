@@ -213,8 +213,19 @@ int main(int argc, char **argv) {
     float c_dp = 0, c_ref = 0;
     CHECK(bp_train_epoch(dp, data, BATCH, lr, 99 + (uint64_t)e, &c_dp), ctx);
     CHECK(bp_train_epoch(ref, data, BATCH, lr, 99 + (uint64_t)e, &c_ref), ctx);
-    bp_epoch_stats stats;
+    bp_epoch_stats stats, ref_stats;
     CHECK(bp_network_last_epoch_stats(dp, &stats, sizeof stats), ctx);
+    CHECK(bp_network_last_epoch_stats(ref, &ref_stats, sizeof ref_stats), ctx);
+    /* The running accuracy is summed over the ranks' slices: the whole
+     * epoch's, as one process counts it (the weights agree to rounding, so
+     * an example on an argmax tie may flip: allow 1%). */
+    if (stats.examples != ref_stats.examples ||
+        llabs(stats.correct - ref_stats.correct) > ref_stats.examples / 100 ||
+        ref_stats.correct <= 0) {
+      fprintf(stderr, "rank %d epoch %d: %lld of %lld right, single-process %lld of %lld\n",
+              rank_, e, stats.correct, stats.examples, ref_stats.correct, ref_stats.examples);
+      return 1;
+    }
     steps += stats.steps;
     replays += stats.graph_replays;
     if (fabs(c_dp - c_ref) > 1e-5 * fabs(c_ref)) {
