@@ -68,20 +68,66 @@ BP_VECTOR_CLONES static void bias_act_keep(int act, float *z, float *a, const fl
   }
 }
 
-/* Softmax of one column, bp_softmax_column's steps with a vector exp: z (or
- * a itself, in place) gets the bias, then max, exp, the sum in index order,
- * the division. *lse = m + log(s), the column's log-sum-exp, for the
- * cross-entropy cost (the value bp_output_column computes from z). */
+/* The softmax column's reductions (its max and its sum, and the
+ * cross-entropy cost's sums) are over the whole width, which is the class
+ * count: 10 for most data, hundreds in some. Summed one after another they
+ * are a chain of dependent adds, 4 cycles each, which at width 256 cost
+ * about 1.7 ms of a 50 ms step on one thread (bench/NOTES.md section 12).
+ * So the sums run in LANES fixed partial sums (lane l takes the elements
+ * j = l mod LANES of the whole blocks), combined in lane order, then the
+ * tail in order; the max is a vector reduction. The grouping depends on
+ * nothing but the width: the same bits for any thread count and from the
+ * AVX2 and the baseline clone alike, though not the bits of
+ * bp_softmax_column's one-after-another sum (a few units in the last place
+ * of the sum). Below LANES elements it is that sum exactly. */
+enum { LANES = 8 };
+
+/* The max is exact in any order, so an OpenMP max reduction gives
+ * bp_column_max's value (but for NaN, which makes the whole column NaN
+ * anyway). */
+static inline float lane_max(const float *x, int w) {
+  float m = x[0];
+  BP_SIMD("omp simd reduction(max : m)")
+  for (int j = 1; j < w; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+static inline float lane_sum(const float *x, int w) {
+  float p[LANES] = {0};
+  int j = 0;
+  for (; j + LANES <= w; j += LANES)
+    for (int l = 0; l < LANES; ++l) p[l] += x[j + l];
+  float s = 0.0f;
+  for (int l = 0; l < LANES; ++l) s += p[l];
+  for (; j < w; ++j) s += x[j];
+  return s;
+}
+
+/* sum_j y_j (lse - z_j) in double, each term as bp_output_column forms it. */
+static inline double lane_ce_cost(const float *y, const float *z, float lse, int w) {
+  double p[LANES] = {0};
+  int j = 0;
+  for (; j + LANES <= w; j += LANES)
+    for (int l = 0; l < LANES; ++l) p[l] += (double)y[j + l] * (double)(lse - z[j + l]);
+  double c = 0.0;
+  for (int l = 0; l < LANES; ++l) c += p[l];
+  for (; j < w; ++j) c += (double)y[j] * (double)(lse - z[j]);
+  return c;
+}
+
+/* Softmax of one column, bp_softmax_column's steps with a vector exp and
+ * the lane reductions above: z (or a itself, in place) gets the bias, then
+ * max, exp, sum, division. *lse = m + log(s), the column's log-sum-exp, for
+ * the cross-entropy cost (the value bp_output_column computes from z). */
 BP_VECTOR_CLONES static void bias_softmax_column(float *z, float *a, const float *b, int out,
                                                  float *lse) {
   float *src = z ? z : a;
   BP_SIMD("omp simd")
   for (int j = 0; j < out; ++j) src[j] = src[j] + b[j];
-  const float m = bp_column_max(src, out);
+  const float m = lane_max(src, out);
   BP_SIMD("omp simd")
   for (int j = 0; j < out; ++j) a[j] = expf(src[j] - m);
-  float s = 0.0f;
-  for (int j = 0; j < out; ++j) s += a[j];
+  const float s = lane_sum(a, out);
   BP_SIMD("omp simd")
   for (int j = 0; j < out; ++j) a[j] = a[j] / s;
   if (lse) *lse = m + logf(s);
@@ -105,16 +151,15 @@ void bp_cpu_bias_activation(int act, float *z, float *a, const float *b, int out
 
 /* ---- The output layer ---- */
 
-/* One example's cost C0 (summed in double in index order, as
- * bp_output_column does) and the scalar its error needs. */
-static double column_cost(int act, int cost, const float *z, const float *a, float lse,
-                          const float *y, int w, float *col) {
+/* One example's cost C0 and the scalar its error needs: bp_output_column's
+ * sums, in index order but for softmax + cross-entropy, whose sums run in
+ * lanes as the softmax's do. */
+BP_VECTOR_CLONES static double column_cost(int act, int cost, const float *z, const float *a,
+                                           float lse, const float *y, int w, float *col) {
   double c = 0.0;
   if (cost == BP_EW_CROSS_ENTROPY && act == BP_EW_SOFTMAX) {
-    float ysum = 0.0f;
-    for (int j = 0; j < w; ++j) ysum += y[j];
-    for (int j = 0; j < w; ++j) c += (double)y[j] * (double)(lse - z[j]);
-    *col = ysum;
+    *col = lane_sum(y, w);
+    c = lane_ce_cost(y, z, lse, w);
   } else if (cost == BP_EW_CROSS_ENTROPY) { /* sigmoid output */
     for (int j = 0; j < w; ++j) c += (double)bp_softplus(z[j]) - (double)y[j] * (double)z[j];
   } else if (act == BP_EW_SOFTMAX) { /* quadratic */
