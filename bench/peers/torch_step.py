@@ -211,11 +211,12 @@ def time_config(torch, F, sizes, B, mode, args):
             times.append(dt)
     last = float(loss.detach())
     step_ms = statistics.median(times) / S
+    step_min_ms = min(times) / S  # the least disturbed epoch, on a shared machine
     flops = 6.0 * B * sum(sizes[i] * sizes[i + 1] for i in range(len(sizes) - 1))
     return {
         "name": "-".join(map(str, sizes)) + f"@{B}", "sizes": sizes, "batch": B, "mode": mode,
         "model": args.model,
-        "steps_per_epoch": S, "epochs": E, "step_ms": step_ms,
+        "steps_per_epoch": S, "epochs": E, "step_ms": step_ms, "step_min_ms": step_min_ms,
         "examples_per_s": B / (step_ms * 1e-3), "tflops": flops / (step_ms * 1e-3) / 1e12,
         "cost_first": first_loss, "cost_last": last,
         "ok": math.isfinite(last),
