@@ -90,10 +90,13 @@ int count_far(const ref::Grads &got, const ref::Grads &want, double tol) {
 TEST_P(Models, EveryActivationAndCostMatchesTheDoubleReference) {
   tu::Ctx ctx;
   BP_MAKE_CONTEXT(ctx, GetParam());
-  // Output width 19 as well: the CPU's softmax sums run in 8 lanes from
-  // width 8 on (cpu_activations.c), with a tail.
+  // Softmax outputs also at width 19: the CPU's softmax sums run in 8 lanes
+  // from width 8 on (cpu_activations.c), with a tail. (Only those: every
+  // pair again would double the chance of a ReLU kink under the central
+  // differences, seed 10181185091715750236 at width 19.)
   for (const std::vector<int> &sizes : {std::vector<int>{5, 7, 6, 4}, std::vector<int>{5, 7, 6, 19}})
   for (const Pair &p : every_pair()) {
+    if (sizes.back() != 4 && p.output != BP_ACTIVATION_SOFTMAX) continue;
     const int n = 9;
     const uint64_t seed = tu::fresh_seed();
     SCOPED_TRACE(testing::Message() << "output width " << sizes.back() << ", "
