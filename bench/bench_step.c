@@ -55,6 +55,13 @@
  * bp_network_set_deterministic on every network made here; all recorded in
  * the JSON header. Only the public API (backprop.h) is used.
  *
+ * Model (--model HIDDEN-OUTPUT-COST-OPTIMIZER, default
+ * sigmoid-sigmoid-quadratic-sgd, the seed's): the hidden layers'
+ * activation, the output's, the cost (quadratic|ce) and the optimizer
+ * (sgd|adam|adamw|rprop, torch.optim's defaults), through
+ * bp_network_create_ex; e.g. relu-softmax-ce-adamw. The step then includes
+ * that model's passes and update; the GEMMs timed alone are the same.
+ *
  * Run:  bench_step --backend cpu|cuda [--math M] [--kernels K] [--graphs] --config 784-100-10@256 ...
  *       bench_step --info
  * Exit: 0 ok; 1 a failure (status not BP_OK, non-finite cost); 2 usage; 77 backend absent.
@@ -102,6 +109,11 @@ typedef struct options {
   int graphs;              /* --graphs: bp_network_set_cuda_graphs(net, 1) */
   bp_product_path products; /* --gemm cublas|lt: bp_network_set_product_path */
   int nondeterministic; /* --nondeterministic: bp_network_set_deterministic(net, 0) */
+  /* --model: hidden and output activation, cost, optimizer */
+  bp_activation hidden_act, output_act;
+  bp_cost cost;
+  bp_optimizer optimizer;
+  const char *model;
   config configs[MAX_CONFIGS];
   int n_configs;
   int steps;          /* steps per epoch S (upper bound; the data cap may lower it) */
@@ -571,7 +583,14 @@ static step_result run_config(bp_context *ctx, const config *c, const options *o
   }
   bp_network *net = NULL;
   bp_dataset *data = NULL;
-  BP_CHECK(ctx, bp_network_create(ctx, c->n_sizes, c->sizes, o->seed, &net));
+  bp_activation layer_acts[MAX_SIZES];
+  for (int i = 0; i < L; ++i) layer_acts[i] = i + 1 == L ? o->output_act : o->hidden_act;
+  bp_network_desc desc;
+  bp_network_desc_init(&desc, c->n_sizes, c->sizes, o->seed);
+  desc.activations = layer_acts;
+  desc.cost = o->cost;
+  desc.optimizer = o->optimizer;
+  BP_CHECK(ctx, bp_network_create_ex(ctx, &desc, &net));
   set_options(ctx, net, o);
   BP_CHECK(ctx, bp_dataset_create(ctx, n, s0, sL, X, Y, &data));
   free(X);
@@ -719,6 +738,9 @@ static void usage(FILE *f) {
           "  --gemm cublas|lt         the CUDA products' path (bp_network_set_product_path:\n"
           "                           cuBLAS or cuBLASLt; default cublas)\n"
           "  --nondeterministic       bp_network_set_deterministic(net, 0)\n"
+          "  --model H-O-C-OPT        hidden and output activation (sigmoid|tanh|relu|identity,\n"
+          "                           output also softmax), cost (quadratic|ce), optimizer\n"
+          "                           (sgd|adam|adamw|rprop); default sigmoid-sigmoid-quadratic-sgd\n"
           "  --math fp32|tf32|bf16    precision of the products (default fp32; on the CPU\n"
           "                           tf32/bf16 are the emulation, slower by design)\n"
           "  --config SIZES@B         one configuration, e.g. 784-100-10@256 (repeatable;\n"
@@ -776,8 +798,36 @@ static void write_header(FILE *f, const options *o, bp_context *ctx, int device)
   }
 #endif
   (void)device;
+  fprintf(f, "  \"model\": \"%s\",\n", o->model ? o->model : "sigmoid-sigmoid-quadratic-sgd");
   fprintf(f, "  \"steps_max\": %d,\n  \"epochs_min\": %d,\n  \"gemm_repeats\": %d,\n", o->steps,
           o->epochs, o->gemm_repeats);
+}
+
+/* "relu-softmax-ce-adamw" into o's model fields; 0 when a word is unknown. */
+static int parse_model(const char *spec, options *o) {
+  static const char *acts[] = {"sigmoid", "tanh", "relu", "identity", "softmax"};
+  static const char *costs[] = {"quadratic", "ce"};
+  static const char *opts[] = {"sgd", "adam", "adamw", "rprop"};
+  char words[4][16];
+  if (sscanf(spec, "%15[a-z]-%15[a-z]-%15[a-z]-%15[a-z]", words[0], words[1], words[2], words[3]) !=
+      4)
+    return 0;
+  int v[4] = {-1, -1, -1, -1};
+  for (int i = 0; i < 4; ++i) {  /* softmax: output only */
+    if (!strcmp(words[0], acts[i])) v[0] = i;
+  }
+  for (int i = 0; i < 5; ++i)
+    if (!strcmp(words[1], acts[i])) v[1] = i;
+  for (int i = 0; i < 2; ++i)
+    if (!strcmp(words[2], costs[i])) v[2] = i;
+  for (int i = 0; i < 4; ++i)
+    if (!strcmp(words[3], opts[i])) v[3] = i;
+  if (v[0] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0) return 0;
+  o->hidden_act = (bp_activation)v[0];
+  o->output_act = (bp_activation)v[1];
+  o->cost = (bp_cost)v[2];
+  o->optimizer = (bp_optimizer)v[3];
+  return 1;
 }
 
 int main(int argc, char **argv) {
@@ -831,6 +881,13 @@ int main(int argc, char **argv) {
       o.products = strcmp(g, "lt") ? BP_PRODUCTS_CUBLAS : BP_PRODUCTS_CUBLASLT;
     } else if (!strcmp(a, "--nondeterministic")) {
       o.nondeterministic = 1;
+    } else if (!strcmp(a, "--model")) {
+      o.model = NEED();
+      if (!parse_model(o.model, &o)) {
+        fprintf(stderr, "bench_step: --model HIDDEN-OUTPUT-COST-OPTIMIZER, e.g. "
+                        "relu-softmax-ce-adamw, not '%s'\n", o.model);
+        return 2;
+      }
     } else if (!strcmp(a, "--math")) {
       const char *m = NEED();
       if (bp_math_mode_parse(m, &o.math) != BP_OK) {
@@ -948,6 +1005,7 @@ int main(int argc, char **argv) {
     fprintf(json, "  \"copy_gbps\": ");
     bench_json_number(json, copy_gbps);
     fprintf(json, ",\n  \"results\": [\n");
+    printf("bench_step: model %s\n", o.model ? o.model : "sigmoid-sigmoid-quadratic-sgd");
     printf("bench_step: backend %s, math %s%s, kernels %s, graphs %s, gemm %s%s, BLAS %s, copy "
            "%.1f GB/s (read+write)\n",
            bp_backend_name(o.backend), bp_math_mode_name(o.math),

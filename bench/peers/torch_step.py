@@ -15,6 +15,14 @@ then S steps, each gathering its batch by index (index_select) and training;
 the wall time of the S steps (synchronized at the end) over S, median over the
 timed epochs after a warm-up epoch.
 
+Model (--model HIDDEN-OUTPUT-COST-OPTIMIZER, as bench_step's; default
+sigmoid-sigmoid-quadratic-sgd, the math above): the hidden layers' and the
+output's activation (sigmoid, tanh, relu, identity; softmax on the output),
+the cost (quadratic: the sum of squares above; ce: cross-entropy, with a
+softmax output F.cross_entropy(z, y, reduction='sum') / B on the logits,
+with a sigmoid output F.binary_cross_entropy_with_logits summed / B) and
+torch.optim's SGD, Adam, AdamW or Rprop with its defaults and --lr.
+
 Modes: eager; cudagraph (CUDA only: forward, loss, backward and the SGD step
 captured once in a torch.cuda.CUDAGraph and replayed; the gather stays outside
 the graph); compile (torch.compile of the model and loss; optimizer eager;
@@ -60,7 +68,27 @@ def skip(args, why):
     return 0
 
 
-def build_model(torch, sizes, device, seed):
+ACTS = ("sigmoid", "tanh", "relu", "identity", "softmax")
+
+
+def parse_model(spec):
+    words = spec.split("-")
+    if (len(words) != 4 or words[0] not in ACTS[:4] or words[1] not in ACTS
+            or words[2] not in ("quadratic", "ce") or words[3] not in ("sgd", "adam", "adamw", "rprop")
+            or (words[2] == "ce" and words[1] not in ("softmax", "sigmoid"))):
+        raise ValueError(f"--model HIDDEN-OUTPUT-COST-OPTIMIZER, e.g. relu-softmax-ce-adamw, not {spec!r}")
+    return {"hidden": words[0], "output": words[1], "cost": words[2], "optimizer": words[3]}
+
+
+def act_module(torch, name):
+    return {"sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU,
+            "identity": torch.nn.Identity, "softmax": lambda: torch.nn.Softmax(dim=1)}[name]()
+
+
+def build_model(torch, sizes, device, seed, model=None):
+    """The network; with cross-entropy the last activation is left to the loss
+    (it takes the logits), as backprop computes the cost from z."""
+    model = model or parse_model("sigmoid-sigmoid-quadratic-sgd")
     gen = torch.Generator().manual_seed(seed)
     layers = []
     for i in range(len(sizes) - 1):
@@ -68,8 +96,26 @@ def build_model(torch, sizes, device, seed):
         with torch.no_grad():
             lin.weight.normal_(0.0, 1.0 / math.sqrt(sizes[i]), generator=gen)
             lin.bias.zero_()
-        layers += [lin, torch.nn.Sigmoid()]
+        last = i + 2 == len(sizes)
+        layers.append(lin)
+        if not last:
+            layers.append(act_module(torch, model["hidden"]))
+        elif model["cost"] != "ce":
+            layers.append(act_module(torch, model["output"]))
     return torch.nn.Sequential(*layers).to(device)
+
+
+def make_optimizer(torch, params, model, lr):
+    return {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+            "rprop": torch.optim.Rprop}[model["optimizer"]](params, lr=lr)
+
+
+def make_loss(F, model):
+    if model["cost"] == "ce" and model["output"] == "softmax":
+        return lambda z, y: F.cross_entropy(z, y, reduction="sum") / z.shape[0]
+    if model["cost"] == "ce":
+        return lambda z, y: F.binary_cross_entropy_with_logits(z, y, reduction="sum") / z.shape[0]
+    return lambda a, y: F.mse_loss(a, y, reduction="sum") / a.shape[0]
 
 
 def make_data(torch, n, n_in, n_out, device, seed):
@@ -98,12 +144,14 @@ def time_config(torch, F, sizes, B, mode, args):
     while E * S < args.min_steps:
         E += 1
     n = B * S
-    model = build_model(torch, sizes, dev, args.seed)
+    spec = parse_model(args.model)
+    model = build_model(torch, sizes, dev, args.seed, spec)
     X, Y = make_data(torch, n, sizes[0], sizes[-1], dev, args.seed ^ B)
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr)
+    opt = make_optimizer(torch, model.parameters(), spec, args.lr)
+    loss_fn = make_loss(F, spec)
 
     def loss_of(m, x, y):
-        return F.mse_loss(m(x), y, reduction="sum") / x.shape[0]
+        return loss_fn(m(x), y)
 
     if mode == "eager" or mode == "compile":
         fwd = model
@@ -163,10 +211,12 @@ def time_config(torch, F, sizes, B, mode, args):
             times.append(dt)
     last = float(loss.detach())
     step_ms = statistics.median(times) / S
+    step_min_ms = min(times) / S  # the least disturbed epoch, on a shared machine
     flops = 6.0 * B * sum(sizes[i] * sizes[i + 1] for i in range(len(sizes) - 1))
     return {
         "name": "-".join(map(str, sizes)) + f"@{B}", "sizes": sizes, "batch": B, "mode": mode,
-        "steps_per_epoch": S, "epochs": E, "step_ms": step_ms,
+        "model": args.model,
+        "steps_per_epoch": S, "epochs": E, "step_ms": step_ms, "step_min_ms": step_min_ms,
         "examples_per_s": B / (step_ms * 1e-3), "tflops": flops / (step_ms * 1e-3) / 1e12,
         "cost_first": first_loss, "cost_last": last,
         "ok": math.isfinite(last),
@@ -271,6 +321,8 @@ def main():
     ap.add_argument("--min-steps", type=int, default=8)
     ap.add_argument("--data-cap-mib", type=float, default=512)
     ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--model", default="sigmoid-sigmoid-quadratic-sgd",
+                    help="HIDDEN-OUTPUT-COST-OPTIMIZER as bench_step's, e.g. relu-softmax-ce-adamw")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     ap.add_argument("--json")
@@ -280,6 +332,10 @@ def main():
     ap.add_argument("--max-epochs", type=int, default=100)
     ap.add_argument("--max-seconds", type=float, default=1800)
     args = ap.parse_args()
+    try:
+        parse_model(args.model)
+    except ValueError as e:
+        ap.error(str(e))
 
     try:
         import torch

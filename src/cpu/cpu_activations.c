@@ -1,30 +1,321 @@
-/* cpu_activations.c - the CPU loops of the activations other than the
- * sigmoid and of the output error of every (activation, cost) pair; each
- * element is a formula of elementwise.cuh, the CUDA kernels' very text. */
+/* cpu_activations.c - the per-layer passes of every model: one pass over a
+ * layer's product per direction, split across the one pool (cpu_passes.h),
+ * each element a formula of elementwise.cuh, the CUDA kernels' very text.
+ *
+ * Forward columns across the threads; the backward passes that end in a bias
+ * sum split the rows, so each row's sum adds its examples in order, in
+ * double, on one thread: the same sum for any thread count. The output
+ * layer needs a whole column for its cost (and, with softmax, for its
+ * error), so it first runs a pass over columns for those, then the row pass.
+ *
+ * The derivatives come from the stored activation a: sigma' = a (1 - a),
+ * tanh' = 1 - a^2, ReLU' = [a > 0], identity' = 1
+ * (bp_activation_prime_of_a). For tanh, ReLU and identity that is what the
+ * scalar loops computed before; for the sigmoid, a (1 - a) is bit for bit
+ * what the z form gives from the same a (elementwise.cuh). So no z is kept
+ * but the output layer's under cross-entropy, whose cost reads it. */
 #include "cpu_model.h"
+#include "cpu_passes.h"
 #include "elementwise.cuh"
 
-void bp_cpu_bias_activation(int act, float *z, float *a, const float *b, int out, int n) {
-  for (int k = 0; k < n; ++k) {
-    float *zk = z + (size_t)k * out, *ak = a + (size_t)k * out;
-    for (int j = 0; j < out; ++j) zk[j] += b[j];
-    if (act == BP_EW_SOFTMAX)
-      bp_softmax_column(zk, ak, out);
-    else
-      for (int j = 0; j < out; ++j) ak[j] = bp_activate(act, zk[j]);
+/* ---- Per-column kernels: plain loops, vectorized (omp simd: expf and tanhf
+ * become libmvec's) and built per instruction set (BP_VECTOR_CLONES). Kept
+ * out of the OpenMP regions, whose outlined bodies would not be cloned. The
+ * switch is outside each loop so every loop has one formula to vectorize. */
+
+/* a = f(a + b) in place over one column. */
+BP_VECTOR_CLONES static void bias_act_inplace(int act, float *a, const float *b, int out) {
+  switch (act) {
+    case BP_EW_TANH:
+      BP_SIMD("omp simd")
+      for (int j = 0; j < out; ++j) a[j] = bp_activate(BP_EW_TANH, a[j] + b[j]);
+      break;
+    case BP_EW_RELU:
+      BP_SIMD("omp simd")
+      for (int j = 0; j < out; ++j) a[j] = bp_activate(BP_EW_RELU, a[j] + b[j]);
+      break;
+    case BP_EW_IDENTITY:
+      BP_SIMD("omp simd")
+      for (int j = 0; j < out; ++j) a[j] = a[j] + b[j];
+      break;
+    default:
+      BP_SIMD("omp simd")
+      for (int j = 0; j < out; ++j) a[j] = bp_sigmoid(a[j] + b[j]);
+      break;
   }
 }
 
-double bp_cpu_output_error(int act, int cost, const float *z, const float *a, const float *y,
-                           float *delta, int out, int n) {
-  double sum = 0.0;
+/* z = z + b, a = f(z) over one column (z kept for the cost). */
+BP_VECTOR_CLONES static void bias_act_keep(int act, float *z, float *a, const float *b, int out) {
+  BP_SIMD("omp simd")
+  for (int j = 0; j < out; ++j) z[j] = z[j] + b[j];
+  switch (act) {
+    case BP_EW_TANH:
+      BP_SIMD("omp simd")
+      for (int j = 0; j < out; ++j) a[j] = bp_activate(BP_EW_TANH, z[j]);
+      break;
+    case BP_EW_RELU:
+      BP_SIMD("omp simd")
+      for (int j = 0; j < out; ++j) a[j] = bp_activate(BP_EW_RELU, z[j]);
+      break;
+    case BP_EW_IDENTITY:
+      for (int j = 0; j < out; ++j) a[j] = z[j];
+      break;
+    default:
+      BP_SIMD("omp simd")
+      for (int j = 0; j < out; ++j) a[j] = bp_sigmoid(z[j]);
+      break;
+  }
+}
+
+/* The softmax column's reductions (its max and its sum, and the
+ * cross-entropy cost's sums) are over the whole width, which is the class
+ * count: 10 for most data, hundreds in some. Summed one after another they
+ * are a chain of dependent adds, 4 cycles each, which at width 256 cost
+ * about 1.7 ms of a 50 ms step on one thread (bench/NOTES.md section 12).
+ * So the sums run in LANES fixed partial sums (lane l takes the elements
+ * j = l mod LANES of the whole blocks), combined in lane order, then the
+ * tail in order; the max is a vector reduction. The grouping depends on
+ * nothing but the width: the same bits for any thread count and from the
+ * AVX2 and the baseline clone alike, though not the bits of
+ * bp_softmax_column's one-after-another sum (a few units in the last place
+ * of the sum). Below LANES elements it is that sum exactly. */
+enum { LANES = 8 };
+
+/* The max is exact in any order, so an OpenMP max reduction gives
+ * bp_column_max's value (but for NaN, which makes the whole column NaN
+ * anyway). */
+static inline float lane_max(const float *x, int w) {
+  float m = x[0];
+  BP_SIMD("omp simd reduction(max : m)")
+  for (int j = 1; j < w; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+static inline float lane_sum(const float *x, int w) {
+  float p[LANES] = {0};
+  int j = 0;
+  for (; j + LANES <= w; j += LANES)
+    for (int l = 0; l < LANES; ++l) p[l] += x[j + l];
+  float s = 0.0f;
+  for (int l = 0; l < LANES; ++l) s += p[l];
+  for (; j < w; ++j) s += x[j];
+  return s;
+}
+
+/* sum_j y_j (lse - z_j) in double, each term as bp_output_column forms it. */
+static inline double lane_ce_cost(const float *y, const float *z, float lse, int w) {
+  double p[LANES] = {0};
+  int j = 0;
+  for (; j + LANES <= w; j += LANES)
+    for (int l = 0; l < LANES; ++l) p[l] += (double)y[j + l] * (double)(lse - z[j + l]);
+  double c = 0.0;
+  for (int l = 0; l < LANES; ++l) c += p[l];
+  for (; j < w; ++j) c += (double)y[j] * (double)(lse - z[j]);
+  return c;
+}
+
+/* Softmax of one column, bp_softmax_column's steps with a vector exp and
+ * the lane reductions above: z (or a itself, in place) gets the bias, then
+ * max, exp, sum, division. *lse = m + log(s), the column's log-sum-exp, for
+ * the cross-entropy cost (the value bp_output_column computes from z). */
+BP_VECTOR_CLONES static void bias_softmax_column(float *z, float *a, const float *b, int out,
+                                                 float *lse) {
+  float *src = z ? z : a;
+  BP_SIMD("omp simd")
+  for (int j = 0; j < out; ++j) src[j] = src[j] + b[j];
+  const float m = lane_max(src, out);
+  BP_SIMD("omp simd")
+  for (int j = 0; j < out; ++j) a[j] = expf(src[j] - m);
+  const float s = lane_sum(a, out);
+  BP_SIMD("omp simd")
+  for (int j = 0; j < out; ++j) a[j] = a[j] / s;
+  if (lse) *lse = m + logf(s);
+}
+
+void bp_cpu_bias_activation(int act, float *z, float *a, const float *b, int out, int n,
+                            float *lse) {
+  const int par = (size_t)out * (size_t)n >= PAR_MIN;
+  (void)par;
+  BP_OMP("omp parallel for schedule(static) if(par)")
   for (int k = 0; k < n; ++k) {
     const size_t o = (size_t)k * (size_t)out;
-    sum += bp_output_column(act, cost, z + o, a + o, y + o, delta + o, out);
+    if (act == BP_EW_SOFTMAX)
+      bias_softmax_column(z ? z + o : NULL, a + o, b, out, lse ? lse + k : NULL);
+    else if (z)
+      bias_act_keep(act, z + o, a + o, b, out);
+    else
+      bias_act_inplace(act, a + o, b, out);
+  }
+}
+
+/* ---- The output layer ---- */
+
+/* One example's cost C0 and the scalar its error needs: bp_output_column's
+ * sums, in index order but for softmax + cross-entropy, whose sums run in
+ * lanes as the softmax's do. */
+BP_VECTOR_CLONES static double column_cost(int act, int cost, const float *z, const float *a,
+                                           float lse, const float *y, int w, float *col) {
+  double c = 0.0;
+  if (cost == BP_EW_CROSS_ENTROPY && act == BP_EW_SOFTMAX) {
+    *col = lane_sum(y, w);
+    c = lane_ce_cost(y, z, lse, w);
+  } else if (cost == BP_EW_CROSS_ENTROPY) { /* sigmoid output */
+    for (int j = 0; j < w; ++j) c += (double)bp_softplus(z[j]) - (double)y[j] * (double)z[j];
+  } else if (act == BP_EW_SOFTMAX) { /* quadratic */
+    float dot = 0.0f;
+    for (int j = 0; j < w; ++j) {
+      c += (double)bp_cost_term(a[j], y[j]);
+      dot += 2.0f * (a[j] - y[j]) * a[j];
+    }
+    *col = dot;
+  } else {
+    for (int j = 0; j < w; ++j) c += (double)bp_cost_term(a[j], y[j]);
+  }
+  return c;
+}
+
+/* Rows [j0, j1) of one column: delta = dC0/dz (bp_output_column's
+ * formulas; the sigmoid's quadratic error is bp_output_error_of_a), and
+ * acc[j] += delta. */
+BP_VECTOR_CLONES static void output_rows(int act, int cost, const float *a, const float *y,
+                                         float col, float *delta, double *acc, int j0, int j1) {
+  if (cost == BP_EW_CROSS_ENTROPY && act == BP_EW_SOFTMAX) {
+    BP_SIMD("omp simd")
+    for (int j = j0; j < j1; ++j) {
+      const float d = a[j] * col - y[j];
+      delta[j] = d;
+      acc[j] += d;
+    }
+  } else if (cost == BP_EW_CROSS_ENTROPY) {
+    BP_SIMD("omp simd")
+    for (int j = j0; j < j1; ++j) {
+      const float d = a[j] - y[j];
+      delta[j] = d;
+      acc[j] += d;
+    }
+  } else if (act == BP_EW_SOFTMAX) {
+    BP_SIMD("omp simd")
+    for (int j = j0; j < j1; ++j) {
+      const float d = a[j] * (2.0f * (a[j] - y[j]) - col);
+      delta[j] = d;
+      acc[j] += d;
+    }
+  } else if (act == BP_EW_TANH) {
+    BP_SIMD("omp simd")
+    for (int j = j0; j < j1; ++j) {
+      const float d = 2.0f * (a[j] - y[j]) * bp_activation_prime_of_a(BP_EW_TANH, a[j]);
+      delta[j] = d;
+      acc[j] += d;
+    }
+  } else if (act == BP_EW_RELU) {
+    BP_SIMD("omp simd")
+    for (int j = j0; j < j1; ++j) {
+      const float d = 2.0f * (a[j] - y[j]) * bp_activation_prime_of_a(BP_EW_RELU, a[j]);
+      delta[j] = d;
+      acc[j] += d;
+    }
+  } else if (act == BP_EW_IDENTITY) {
+    BP_SIMD("omp simd")
+    for (int j = j0; j < j1; ++j) {
+      const float d = 2.0f * (a[j] - y[j]) * bp_activation_prime_of_a(BP_EW_IDENTITY, a[j]);
+      delta[j] = d;
+      acc[j] += d;
+    }
+  } else {
+    BP_SIMD("omp simd")
+    for (int j = j0; j < j1; ++j) {
+      const float d = bp_output_error_of_a(a[j], y[j]);
+      delta[j] = d;
+      acc[j] += d;
+    }
+  }
+}
+
+double bp_cpu_output_pass(int act, int cost, const float *z, const float *a, const float *lse,
+                          const float *y, float *delta, int w, int n, double *cost_acc,
+                          float *col, double *acc, float *db) {
+  const int par = (size_t)w * (size_t)n >= PAR_MIN;
+  (void)par;
+  BP_OMP("omp parallel for schedule(static) if(par)")
+  for (int k = 0; k < n; ++k) {
+    const size_t o = (size_t)k * (size_t)w;
+    cost_acc[k] = column_cost(act, cost, z ? z + o : NULL, a + o, lse ? lse[k] : 0.0f, y + o, w,
+                              col + k);
+  }
+  double sum = 0.0;
+  for (int k = 0; k < n; ++k) sum += cost_acc[k];
+  if (!delta) return sum;
+
+  const int parts = bp_cpu_row_parts(w, n);
+  (void)parts;
+  BP_OMP("omp parallel num_threads(parts) if(parts > 1)")
+  {
+    int j0, j1;
+    bp_cpu_row_range(w, bp_cpu_thread_index(), bp_cpu_team_size(), &j0, &j1);
+    for (int j = j0; j < j1; ++j) acc[j] = 0.0;
+    for (int k = 0; k < n; ++k) {
+      const size_t o = (size_t)k * (size_t)w;
+      output_rows(act, cost, a + o, y + o, col[k], delta + o, acc, j0, j1);
+    }
+    for (int j = j0; j < j1; ++j) db[j] = (float)(acc[j] / (double)n);
   }
   return sum;
 }
 
-void bp_cpu_hidden_error(int act, float *g, const float *z, const float *a, size_t count) {
-  for (size_t e = 0; e < count; ++e) g[e] = bp_hidden_error_act(act, g[e], z[e], a[e]);
+/* ---- Hidden layers ---- */
+
+/* Rows [j0, j1) of one column: g = g f'(a) in place, acc[j] += g. */
+BP_VECTOR_CLONES static void hidden_rows(int act, float *g, const float *a, double *acc, int j0,
+                                         int j1) {
+  switch (act) {
+    case BP_EW_TANH:
+      BP_SIMD("omp simd")
+      for (int j = j0; j < j1; ++j) {
+        const float d = g[j] * bp_activation_prime_of_a(BP_EW_TANH, a[j]);
+        g[j] = d;
+        acc[j] += d;
+      }
+      break;
+    case BP_EW_RELU:
+      BP_SIMD("omp simd")
+      for (int j = j0; j < j1; ++j) {
+        const float d = g[j] * bp_activation_prime_of_a(BP_EW_RELU, a[j]);
+        g[j] = d;
+        acc[j] += d;
+      }
+      break;
+    case BP_EW_IDENTITY:
+      BP_SIMD("omp simd")
+      for (int j = j0; j < j1; ++j) {
+        const float d = g[j] * bp_activation_prime_of_a(BP_EW_IDENTITY, a[j]);
+        g[j] = d;
+        acc[j] += d;
+      }
+      break;
+    default:
+      BP_SIMD("omp simd")
+      for (int j = j0; j < j1; ++j) {
+        const float d = bp_hidden_error_of_a(g[j], a[j]);
+        g[j] = d;
+        acc[j] += d;
+      }
+      break;
+  }
+}
+
+void bp_cpu_hidden_pass(int act, float *g, const float *a, int w, int n, double *acc, float *db) {
+  const int parts = bp_cpu_row_parts(w, n);
+  (void)parts;
+  BP_OMP("omp parallel num_threads(parts) if(parts > 1)")
+  {
+    int j0, j1;
+    bp_cpu_row_range(w, bp_cpu_thread_index(), bp_cpu_team_size(), &j0, &j1);
+    for (int j = j0; j < j1; ++j) acc[j] = 0.0;
+    for (int k = 0; k < n; ++k) {
+      const size_t o = (size_t)k * (size_t)w;
+      hidden_rows(act, g + o, a + o, acc, j0, j1);
+    }
+    for (int j = j0; j < j1; ++j) db[j] = (float)(acc[j] / (double)n);
+  }
 }

@@ -13,63 +13,24 @@
  * up to the order of the sums. Everything else stays float32. */
 #include <math.h>
 #include <stdlib.h>
-
-/* The vectorized exp: glibc's libmvec has SIMD versions of expf (SSE, AVX2,
- * AVX-512), which GCC calls from a vectorized loop once expf is declared
- * with the simd attribute (glibc's header does so only under -ffast-math).
- * libm.so pulls libmvec in as needed. They agree with the scalar expf to a
- * few units in the last place, not always to the bit (README "CPU backend:
- * threads and speed"). */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
-#define BP_CPU_VECTOR_EXP 1
-extern float expf(float) __attribute__((simd("notinbranch")));
-/* Each pass that evaluates the formulas is built twice, for AVX2 and for the
- * baseline, and the loader picks one for the machine (GNU ifunc). Not under
- * ThreadSanitizer: the loader runs ifunc resolvers before its runtime is
- * up, and the process crashes before main. */
-#if !defined(__SANITIZE_THREAD__)
-#define BP_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define BP_VECTOR_CLONES
-#endif
-#else
-#define BP_VECTOR_CLONES
-#endif
-/* omp simd where the build compiles with -fopenmp-simd and expf has a
- * vector version (GCC + glibc); clang would warn that it cannot vectorize
- * the expf loop. */
-#if defined(BP_CPU_SIMD) && defined(BP_CPU_VECTOR_EXP)
-#define BP_SIMD(directive) _Pragma(directive)
-#else
-#define BP_SIMD(directive)
-#endif
 #include <string.h>
 
 #include "../comm/comm.h"
 #include "../internal.h"
 #include "blas.h"
 #include "cpu_model.h"
+#include "cpu_passes.h"
 #include "cpu_threads.h"
 #include "elementwise.cuh"
 
 /* Threads and passes. Each layer's elementwise work is one pass over the
- * product's output, split across the threads of the one pool (cpu_threads.h):
- * forward, bias + sigmoid in place over W^T a (no z is kept); backward, error
- * x derivative + the bias-gradient sum, the derivative taken from the stored
- * activation (sigma' = a (1 - a), the _of_a formulas of elementwise.cuh, bit
- * for bit what the z forms give). Loops over examples split the columns;
- * the fused backward pass splits the rows, so each bias sum still adds its
- * row's values in example order, in double, on one thread: the same sum for
- * any thread count. Results depend on the thread count only through the
- * BLAS (README "CPU backend: threads and speed"). */
-
-/* Below these many elements a pass runs on the calling thread: waking the
- * pool costs more than the work, and on a loaded machine far more (a region
- * waits for a thread the OS has not scheduled; bench/NOTES.md section 11).
- * PAR_MIN for the passes that compute (a sigmoid, a product of errors),
- * PAR_MIN_COPY for those that only move memory (gather, update, rounding).
- * At the main job's batch 32 every pass stays on one thread. */
-enum { PAR_MIN = 65536, PAR_MIN_COPY = 262144, ROW_CHUNK = 16 };
+ * product's output, split across the threads of the one pool (cpu_threads.h,
+ * cpu_passes.h), for every activation, cost and optimizer
+ * (cpu_activations.c, cpu_optimizers.c): forward, bias + activation in
+ * place over W^T a (no z kept but the output layer's under cross-entropy);
+ * backward, error x derivative + the bias-gradient sum, the derivative taken
+ * from the stored activation. Results depend on the thread count only
+ * through the BLAS (README "CPU backend: threads and speed"). */
 
 typedef struct cpu_net {
   float *params;
@@ -81,9 +42,10 @@ typedef struct cpu_net {
   float *next;
   int cap;       /* batch capacity of the workspace below */
   float **a;     /* a[i]: activations of weight layer i, s[i+1] x cap */
-  float **z;     /* z[i]: pre-activations, s[i+1] x cap; only beyond the seed's model
-                    (cross-entropy and the derivatives of the other activations read
-                    them); NULL for the seed's, whose passes need the activations alone */
+  float *zL;     /* the output layer's pre-activations, s[L] x cap, under cross-entropy
+                    only (its cost reads z); every other pass needs the activations alone */
+  float *lse;    /* cap: a softmax output's log-sum-exp per example, from forward */
+  float *col;    /* cap: the per-example scalar of the output error (cpu_model.h) */
   float *delta;  /* two error buffers, max_width x cap each */
   float *delta2;
   double *db_acc; /* max_width: bias-gradient row sums */
@@ -125,11 +87,11 @@ static void *cpu_alloc(bp_context *ctx, size_t count, size_t elem, const char *w
 static void free_workspace(bp_network *net, cpu_net *c) {
   if (c->a)
     for (int i = 0; i < net->n_layers; ++i) free(c->a[i]);
-  if (c->z)
-    for (int i = 0; i < net->n_layers; ++i) free(c->z[i]);
   free(c->a);
-  free(c->z);
-  c->z = NULL;
+  free(c->zL);
+  free(c->lse);
+  free(c->col);
+  c->zL = c->lse = c->col = NULL;
   free(c->delta);
   free(c->delta2);
   free(c->in);
@@ -151,18 +113,20 @@ static bp_status grow_workspace(bp_network *net, int n) {
   cpu_net fresh = {0};
   const int L = net->n_layers;
   fresh.a = calloc((size_t)L, sizeof(float *));
-  if (!net->seed_model) fresh.z = calloc((size_t)L, sizeof(float *));
   bp_status st = BP_ERR_OUT_OF_MEMORY;
-  if (!fresh.a || (!net->seed_model && !fresh.z)) {
+  if (!fresh.a) {
     bp_error(ctx, st, "allocating the workspace for batch %d: out of host memory", n);
     goto fail;
   }
   for (int i = 0; i < L; ++i) {
     size_t count = (size_t)net->sizes[i + 1] * (size_t)n;
     if (!(fresh.a[i] = cpu_alloc(ctx, count, sizeof(float), "activations"))) goto fail;
-    if (fresh.z && !(fresh.z[i] = cpu_alloc(ctx, count, sizeof(float), "pre-activations")))
-      goto fail;
   }
+  if (net->cost == BP_COST_CROSS_ENTROPY &&
+      !(fresh.zL = cpu_alloc(ctx, (size_t)net->sizes[L] * n, sizeof(float), "pre-activations")))
+    goto fail;
+  if (!(fresh.lse = cpu_alloc(ctx, (size_t)n, sizeof(float), "log-sum-exps"))) goto fail;
+  if (!(fresh.col = cpu_alloc(ctx, (size_t)n, sizeof(float), "error scalars"))) goto fail;
   size_t wide = (size_t)net->max_width * (size_t)n;
   if (!(fresh.delta = cpu_alloc(ctx, wide, sizeof(float), "errors"))) goto fail;
   if (!(fresh.delta2 = cpu_alloc(ctx, wide, sizeof(float), "errors"))) goto fail;
@@ -298,185 +262,28 @@ static bp_status cpu_read_grads(const bp_network *net, size_t offset, size_t cou
   return BP_OK;
 }
 
-/* ---- The fused passes ---- */
-
-/* How many threads split the rows of a w x n pass: whole chunks of
- * ROW_CHUNK rows each, so two threads share few cache lines of a column. */
-static int row_parts(int w, int n) {
-  if ((size_t)w * (size_t)n < PAR_MIN) return 1;
-  int parts = bp_cpu_max_threads();
-  const int chunks = (w + ROW_CHUNK - 1) / ROW_CHUNK;
-  return parts < chunks ? parts : chunks;
+/* The seed's output layer: sigmoid with the quadratic cost. Its evaluation
+ * keeps the seed's running sum of every term. */
+static int seed_output(const bp_network *net) {
+  return net->acts[net->n_layers - 1] == BP_ACTIVATION_SIGMOID && net->cost == BP_COST_QUADRATIC;
 }
 
-/* Rows [*j0, *j1) of part t of parts: chunk boundaries, the last part to w. */
-static void row_range(int w, int t, int parts, int *j0, int *j1) {
-  const int chunks = (w + ROW_CHUNK - 1) / ROW_CHUNK;
-  *j0 = (int)((long long)chunks * t / parts) * ROW_CHUNK;
-  *j1 = t + 1 == parts ? w : (int)((long long)chunks * (t + 1) / parts) * ROW_CHUNK;
-  if (*j0 > w) *j0 = w;
-  if (*j1 > w) *j1 = w;
-}
-
-static int thread_index(void) {
-#ifdef BP_CPU_OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
-static int team_size(void) {
-#ifdef BP_CPU_OPENMP
-  return omp_get_num_threads();
-#else
-  return 1;
-#endif
-}
-
-/* The per-column kernels of the passes below: plain loops over one column
- * (a row range of it), vectorized (omp simd: the expf calls become libmvec's
- * vector expf) and built per instruction set (BP_VECTOR_CLONES). Kept out of
- * the OpenMP regions, whose outlined bodies would not be cloned. */
-BP_VECTOR_CLONES static void bias_sigmoid_column(float *z, const float *b, int out) {
-  BP_SIMD("omp simd")
-  for (int j = 0; j < out; ++j) z[j] = bp_sigmoid(z[j] + b[j]);
-}
-
-BP_VECTOR_CLONES static void output_error_rows(const float *a, const float *y, float *delta,
-                                               double *acc, int j0, int j1) {
-  for (int j = j0; j < j1; ++j) {
-    const float d = bp_output_error_of_a(a[j], y[j]);
-    delta[j] = d;
-    acc[j] += d;
-  }
-}
-
-BP_VECTOR_CLONES static void hidden_error_rows(float *g, const float *a, double *acc, int j0,
-                                               int j1) {
-  for (int j = j0; j < j1; ++j) {
-    const float d = bp_hidden_error_of_a(g[j], a[j]);
-    g[j] = d;
-    acc[j] += d;
-  }
-}
-
-/* In place over the product Z = W^T A (out x n): a = f(z + b). One pass,
- * columns across the threads. */
-static void bias_activation(float *z, const float *b, int out, int n) {
-  const int par = (size_t)out * (size_t)n >= PAR_MIN;
-  (void)par;
-  BP_OMP("omp parallel for schedule(static) if(par)")
-  for (int k = 0; k < n; ++k) bias_sigmoid_column(z + (size_t)k * out, b, out);
-}
-
-/* The output layer's pass: delta = dC0/dz from (a, y) for each of the
- * w x n outputs, and db[j] = (1/n) sum_k delta[j + k w], each sum in double
- * in example order. Rows across the threads. */
-static void output_error_bias(const float *a, const float *y, float *delta, int w, int n,
-                              double *acc, float *db) {
-  const int parts = row_parts(w, n);
-  (void)parts;
-  BP_OMP("omp parallel num_threads(parts) if(parts > 1)")
-  {
-    int j0, j1;
-    row_range(w, thread_index(), team_size(), &j0, &j1);
-    for (int j = j0; j < j1; ++j) acc[j] = 0.0;
-    for (int k = 0; k < n; ++k) {
-      const size_t o = (size_t)k * w;
-      output_error_rows(a + o, y + o, delta + o, acc, j0, j1);
-    }
-    for (int j = j0; j < j1; ++j) db[j] = (float)(acc[j] / (double)n);
-  }
-}
-
-/* A hidden layer's pass, in place over G = W^T delta (w x n): delta =
- * g sigma'(z) from the stored activation a, and the bias gradient as in
- * output_error_bias. */
-static void hidden_error_bias(float *g, const float *a, int w, int n, double *acc, float *db) {
-  const int parts = row_parts(w, n);
-  (void)parts;
-  BP_OMP("omp parallel num_threads(parts) if(parts > 1)")
-  {
-    int j0, j1;
-    row_range(w, thread_index(), team_size(), &j0, &j1);
-    for (int j = j0; j < j1; ++j) acc[j] = 0.0;
-    for (int k = 0; k < n; ++k) {
-      const size_t o = (size_t)k * w;
-      hidden_error_rows(g + o, a + o, acc, j0, j1);
-    }
-    for (int j = j0; j < j1; ++j) db[j] = (float)(acc[j] / (double)n);
-  }
-}
-
-/* The mean over the n examples of the cost of a (w x n) against y: each
- * example's cost summed in double on one thread, then the examples in
- * order, so the same value for any thread count. */
-static double mean_cost(const float *a, const float *y, int w, int n, double *per_example) {
-  const int par = (size_t)w * (size_t)n >= PAR_MIN;
-  (void)par;
-  BP_OMP("omp parallel for schedule(static) if(par)")
-  for (int k = 0; k < n; ++k) {
-    const size_t o = (size_t)k * w;
-    double s = 0.0;
-    for (int j = 0; j < w; ++j) s += bp_cost_term(a[o + j], y[o + j]);
-    per_example[k] = s;
-  }
-  double cost = 0.0;
-  for (int k = 0; k < n; ++k) cost += per_example[k];
-  return cost / (double)n;
-}
-
-/* Forward over n examples whose inputs A0 are s[0] x n column-major. */
+/* Forward over n examples whose inputs A0 are s[0] x n column-major: per
+ * layer the product, then bias + activation in one pass over it. */
 static void forward_core(bp_network *net, const float *A0, int n) {
   cpu_net *c = net->impl;
+  const int L = net->n_layers;
   const float *prev = A0;
-  for (int i = 0; i < net->n_layers; ++i) {
+  for (int i = 0; i < L; ++i) {
     const int in = net->sizes[i], out = net->sizes[i + 1];
     const float *W = c->params + net->w_offset[i];
     const float *b = c->params + net->b_offset[i];
     float *a = c->a[i];
-    if (!c->z) { /* the seed's model: bias + sigmoid in place, no z kept */
-      product(net, 1, 0, out, n, in, 1.0f, W, in, prev, in, 0.0f, a, out);
-      bias_activation(a, b, out, n);
-      prev = a;
-      continue;
-    }
-    /* Beyond the seed: z is kept (cross-entropy and the derivatives read it). */
-    float *z = c->z[i];
-    product(net, 1, 0, out, n, in, 1.0f, W, in, prev, in, 0.0f, z, out);
-    if (net->acts[i] != BP_ACTIVATION_SIGMOID) {
-      bp_cpu_bias_activation(net->acts[i], z, a, b, out, n);
-      prev = a;
-      continue;
-    }
-    for (int k = 0; k < n; ++k) {
-      float *zk = z + (size_t)k * out, *ak = a + (size_t)k * out;
-      for (int j = 0; j < out; ++j) {
-        zk[j] += b[j];
-        ak[j] = bp_sigmoid(zk[j]);
-      }
-    }
+    float *z = i + 1 == L ? c->zL : NULL; /* kept only where the cost reads it */
+    product(net, 1, 0, out, n, in, 1.0f, W, in, prev, in, 0.0f, z ? z : a, out);
+    bp_cpu_bias_activation(net->acts[i], z, a, b, out, n, i + 1 == L ? c->lse : NULL);
     prev = a;
   }
-}
-
-/* db[j] = (1/n) sum_k delta[j + k w], summed in double in k order for each
- * j, walked in memory order: the bias gradient of a layer whose error came
- * from a loop of cpu_activations.c (the seed's passes compute it with the
- * error). */
-static void bias_gradient(const float *delta, int w, int n, double *acc, float *db) {
-  for (int j = 0; j < w; ++j) acc[j] = 0.0;
-  for (int k = 0; k < n; ++k) {
-    const float *col = delta + (size_t)k * w;
-    for (int j = 0; j < w; ++j) acc[j] += col[j];
-  }
-  for (int j = 0; j < w; ++j) db[j] = (float)(acc[j] / (double)n);
-}
-
-/* The seed's output layer: sigmoid with the quadratic cost. */
-static int seed_output(const bp_network *net) {
-  return net->acts[net->n_layers - 1] == BP_ACTIVATION_SIGMOID && net->cost == BP_COST_QUADRATIC;
 }
 
 /* Backward over the n examples forward_core last ran on (inputs A0);
@@ -486,19 +293,13 @@ static double backward_core(bp_network *net, const float *A0, const float *Y, in
   const int L = net->n_layers;
 
   const int out = net->sizes[L];
-  const float *aL = c->a[L - 1];
   float *delta = c->delta, *spare = c->delta2;
-  double cost;
-  if (seed_output(net)) {
-    /* Sigmoid with the quadratic cost: the error and the bias gradient in
-     * one pass, from the activations alone. */
-    cost = mean_cost(aL, Y, out, n, c->cost_acc);
-    output_error_bias(aL, Y, delta, out, n, c->db_acc, c->grads + net->b_offset[L - 1]);
-  } else {
-    cost = bp_cpu_output_error(net->acts[L - 1], net->cost, c->z[L - 1], aL, Y, delta, out, n) /
-           (double)n;
-    bias_gradient(delta, out, n, c->db_acc, c->grads + net->b_offset[L - 1]);
-  }
+  /* The output error and its bias gradient: a pass over the columns (the
+   * costs, the softmax's column scalars), then one over the rows. */
+  const double cost =
+      bp_cpu_output_pass(net->acts[L - 1], net->cost, c->zL, c->a[L - 1], c->lse, Y, delta, out,
+                         n, c->cost_acc, c->col, c->db_acc, c->grads + net->b_offset[L - 1]) /
+      (double)n;
 
   const float inv_n = 1.0f / (float)n;
   for (int i = L - 1; i >= 0; --i) {
@@ -509,17 +310,12 @@ static double backward_core(bp_network *net, const float *A0, const float *Y, in
     /* db_i came with delta_i (the pass that made it): layer i is complete. */
     bp_engine_grads_ready(net, i); /* data-parallel: this layer's all-reduce may start */
     if (i > 0) {
-      /* G = W_i^T Delta_i (in x n), then Delta_{i-1} = G * sigma'(z_{i-1})
-       * and the bias gradient of layer i-1, in one pass. */
+      /* G = W_i^T Delta_i (in x n), then Delta_{i-1} = G * f'(a_{i-1}) and
+       * the bias gradient of layer i-1, in one pass. */
       const float *W = c->params + net->w_offset[i];
       product(net, 0, 0, in, n, w, 1.0f, W, in, delta, w, 0.0f, spare, in);
-      if (net->acts[i - 1] == BP_ACTIVATION_SIGMOID) {
-        hidden_error_bias(spare, c->a[i - 1], in, n, c->db_acc, c->grads + net->b_offset[i - 1]);
-      } else {
-        bp_cpu_hidden_error(net->acts[i - 1], spare, c->z[i - 1], c->a[i - 1],
-                            (size_t)in * (size_t)n);
-        bias_gradient(spare, in, n, c->db_acc, c->grads + net->b_offset[i - 1]);
-      }
+      bp_cpu_hidden_pass(net->acts[i - 1], spare, c->a[i - 1], in, n, c->db_acc,
+                         c->grads + net->b_offset[i - 1]);
       float *t = delta;
       delta = spare;
       spare = t;
@@ -528,18 +324,9 @@ static double backward_core(bp_network *net, const float *A0, const float *Y, in
   return cost;
 }
 
-/* 1 when x is Inf or NaN: its exponent bits all set. */
-static inline uint32_t bp_nonfinite_bits(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return (u & 0x7f800000u) == 0x7f800000u;
-}
-
 /* The SGD update in one pass: next = params - lr grads, checked as it is
  * written; 1 (and the buffers swapped) when every new value is finite, 0
- * (params untouched) otherwise. The check is on the exponent bits, OR-ed:
- * a reduction the compiler vectorizes (a float sum of x*0, the first
- * version, was a serial chain of adds and 14% of the main job). */
+ * (params untouched) otherwise. */
 static int sgd_update_swap(cpu_net *c, size_t count, float lr) {
   const int par = count >= PAR_MIN_COPY;
   (void)par;
@@ -643,12 +430,18 @@ static bp_status cpu_forward(bp_network *net, const bp_batch *b) {
   return BP_OK;
 }
 
-/* Examples of the batch whose output (from forward) is classified right. */
+/* Examples of the batch whose output (from forward) is classified right.
+ * Two arg-maxes per example, a chain of compares: at 256 outputs, 6% of a
+ * step on one thread, so the examples are split across the threads (an
+ * integer count: the same for any split). */
 static int64_t batch_correct(const bp_network *net, const float *Y, int n) {
   const cpu_net *c = net->impl;
   const int out = net->sizes[net->n_layers];
   const float *a = c->a[net->n_layers - 1];
+  const int par = (size_t)out * (size_t)n >= PAR_MIN;
+  (void)par;
   int64_t right = 0;
+  BP_OMP("omp parallel for schedule(static) reduction(+ : right) if(par)")
   for (int k = 0; k < n; ++k)
     right += bp_example_correct(a + (size_t)k * out, Y + (size_t)k * out, out, 1);
   return right;
@@ -656,8 +449,8 @@ static int64_t batch_correct(const bp_network *net, const float *Y, int n) {
 
 static bp_status cpu_backward(bp_network *net, const bp_batch *b, int accumulate) {
   cpu_net *c = net->impl;
-  if (accumulate & BP_BACKWARD_CORRECT) c->counters.correct += batch_correct(net, b->y, b->n);
   const int saved = bp_cpu_threads_enter(net->ctx);
+  if (accumulate & BP_BACKWARD_CORRECT) c->counters.correct += batch_correct(net, b->y, b->n);
   const double cost = backward_core(net, b->x, b->y, b->n);
   bp_cpu_threads_leave(saved);
   c->last_cost = cost;
@@ -675,15 +468,11 @@ static bp_status cpu_update(bp_network *net, float lr, int gate_on_cost, int cou
   cpu_net *c = net->impl;
   c->counters.update_bad = 0;
   if (gate_on_cost && !isfinite(c->last_cost)) return BP_OK; /* counted by backward */
-  if (!bp_optimizer_is_plain_sgd(&net->opt)) { /* every optimizer but the seed's SGD */
-    if (!bp_cpu_opt_update(net, &c->opt, c->params, c->grads, lr)) {
-      c->counters.update_bad = 1;
-      if (count_skip) ++c->counters.skipped;
-    }
-    return BP_OK;
-  }
   const int saved = bp_cpu_threads_enter(net->ctx);
-  if (!sgd_update_swap(c, net->n_params, lr)) {
+  const int applied = bp_optimizer_is_plain_sgd(&net->opt)
+                          ? sgd_update_swap(c, net->n_params, lr)
+                          : bp_cpu_opt_update(net, &c->opt, &c->params, &c->next, c->grads, lr);
+  if (!applied) {
     c->counters.update_bad = 1;
     if (count_skip) ++c->counters.skipped;
   }
@@ -706,16 +495,17 @@ static bp_status cpu_evaluate_chunk(bp_network *net, const bp_dataset *data, int
   cpu_net *c = net->impl;
   const cpu_data *d = data->impl;
   const int out = data->n_out;
-  const int saved = bp_cpu_threads_enter(net->ctx);
-  forward_core(net, d->X + (size_t)start * data->n_in, n);
-  bp_cpu_threads_leave(saved);
-  const float *a = c->a[net->n_layers - 1];
+  const int L = net->n_layers;
+  const float *a = c->a[L - 1];
   const float *y = d->Y + (size_t)start * out;
   double sum = c->counters.cost_sum;
   int64_t right = c->counters.correct;
-  if (!seed_output(net)) /* the errors land in the unused delta buffer */
-    sum += bp_cpu_output_error(net->acts[net->n_layers - 1], net->cost,
-                               c->z[net->n_layers - 1], a, y, c->delta, out, n);
+  const int saved = bp_cpu_threads_enter(net->ctx);
+  forward_core(net, d->X + (size_t)start * data->n_in, n);
+  if (!seed_output(net)) /* the costs alone: no error, no bias gradient */
+    sum += bp_cpu_output_pass(net->acts[L - 1], net->cost, c->zL, a, c->lse, y, NULL, out, n,
+                              c->cost_acc, c->col, NULL, NULL);
+  bp_cpu_threads_leave(saved);
   for (int k = 0; k < n; ++k) {
     const float *ak = a + (size_t)k * out, *yk = y + (size_t)k * out;
     if (seed_output(net))

@@ -1,9 +1,9 @@
-/* cpu_model.h - the CPU backend's loops for the model beyond the seed:
- * activations other than the sigmoid, the output error of every (activation,
- * cost) pair (cpu_activations.c) and the optimizers (cpu_optimizers.c). The
- * formulas are those of kernels/elementwise.cuh; cpu_backend.c calls these
- * where a network is not the seed's. Buffers are column-major width x n
- * (internal.h). */
+/* cpu_model.h - the CPU backend's fused passes for every model (the seed's
+ * included): bias + activation, the output error of every (activation,
+ * cost) pair with its bias gradient, the hidden error with its bias
+ * gradient (cpu_activations.c), and the optimizers' guarded update
+ * (cpu_optimizers.c). The formulas are those of kernels/elementwise.cuh.
+ * Buffers are column-major width x n (internal.h). */
 #ifndef BP_CPU_MODEL_H
 #define BP_CPU_MODEL_H
 
@@ -12,18 +12,38 @@
 
 #include "../internal.h"
 
-/* z (out x n) holds W A: z += b per row, a = f(z) (softmax per column). */
-void bp_cpu_bias_activation(int act, float *z, float *a, const float *b, int out, int n);
-/* Output layer of n examples: delta = dC0/dz for the pair (act, cost);
- * returns the sum of the examples' costs, in double, example by example. */
-double bp_cpu_output_error(int act, int cost, const float *z, const float *a, const float *y,
-                           float *delta, int out, int n);
-/* Hidden error in place: g[e] = g[e] f'(z[e]) over count elements. */
-void bp_cpu_hidden_error(int act, float *g, const float *z, const float *a, size_t count);
+/* Forward, one pass over the product P = W A (out x n) of layer with
+ * activation act: a = f(P + b). With z == NULL the pass is in place
+ * (P was written to a, and no z is kept: every derivative of the backward
+ * pass comes from a); otherwise P is in z and z becomes P + b, for the
+ * costs that read it. A softmax layer writes lse[k] = log sum_j e^(z_jk),
+ * the log-sum-exp of its column, when lse is not NULL. Columns across the
+ * threads. */
+void bp_cpu_bias_activation(int act, float *z, float *a, const float *b, int out, int n,
+                            float *lse);
 
-/* The optimizer state: count floats (slots x n_params) and the step count. */
+/* The output layer of n examples for the pair (act, cost), in two passes:
+ * columns across the threads, each example's cost into cost_acc[k] and the
+ * column scalar its error needs into col[k] (sum(y) for softmax +
+ * cross-entropy, sum_i d_i a_i for softmax + quadratic); then, when delta
+ * is not NULL, rows across the threads: delta = dC0/dz and the bias
+ * gradient db = (1/n) sum_k delta[., k], each row's sum in double in
+ * example order. z and lse are read by the cross-entropy costs only.
+ * Returns the sum of the examples' costs in example order. */
+double bp_cpu_output_pass(int act, int cost, const float *z, const float *a, const float *lse,
+                          const float *y, float *delta, int w, int n, double *cost_acc,
+                          float *col, double *acc, float *db);
+
+/* A hidden layer, in place over G = W^T delta (w x n): delta = g f'(a)
+ * from the stored activation, and the bias gradient as above. */
+void bp_cpu_hidden_pass(int act, float *g, const float *a, int w, int n, double *acc, float *db);
+
+/* The optimizer state: count floats (slots x n_params) and the step count.
+ * spare is as large: the update writes the new state there and the two
+ * swap when every new value is finite. */
 typedef struct bp_cpu_opt {
   float *state;
+  float *spare;
   size_t count;
   int64_t step;
 } bp_cpu_opt;
@@ -31,10 +51,12 @@ typedef struct bp_cpu_opt {
 /* Replaces the state by count zeros and step 0; on failure the old stays. */
 bp_status bp_cpu_opt_reset(bp_network *net, bp_cpu_opt *o, size_t count);
 void bp_cpu_opt_free(bp_cpu_opt *o);
-/* The configured optimizer's guarded update of params from grads: 1 when
- * applied, 0 when refused because a parameter or state value would become
- * non-finite (then nothing changed). */
-int bp_cpu_opt_update(const bp_network *net, bp_cpu_opt *o, float *params, const float *grads,
-                      float lr);
+/* The configured optimizer's guarded update of *params from grads, in one
+ * pass: the new parameters go to *next and the new state to o->spare while
+ * checked; 1 when applied (*params and *next swapped, state and spare
+ * swapped), 0 when refused because a parameter or state value would become
+ * non-finite (then nothing the caller reads changed). */
+int bp_cpu_opt_update(const bp_network *net, bp_cpu_opt *o, float **params, float **next,
+                      const float *grads, float lr);
 
 #endif /* BP_CPU_MODEL_H */
