@@ -755,9 +755,16 @@ BP_API int bp_has_nccl(void);
  * one call of the library that reads environment variables. Under an MPI
  * launcher (OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK or SLURM_NTASKS with
  * SLURM_PROCID is set, or MPI is already initialized) it initializes MPI
- * unless the program already has (MPI_Init_thread, MPI_THREAD_FUNNELED), and
+ * unless the program already has (MPI_Init_thread, MPI_THREAD_SERIALIZED), and
  * the ranks are MPI_COMM_WORLD's (BP_COMM_MPI); its local rank (for the
- * device) is the rank among the processes of the same machine. Without a
+ * device) is the rank among the processes of the same machine. When MPI
+ * grants MPI_THREAD_SERIALIZED or more, a thread of the communicator
+ * (started by the first gradient exchange, joined by bp_comm_destroy) makes
+ * the MPI calls that move the gradients while backward runs; the program
+ * must not call MPI from another thread while a training call (bp_train_*)
+ * of a network using the communicator runs. With less (a program that initialized MPI with MPI_THREAD_FUNNELED),
+ * or BP_COMM_PROGRESS=poll in the environment, the calling thread polls the
+ * exchange at each layer boundary instead. Without a
  * launcher it is one rank (BP_COMM_SINGLE): training with it is training
  * without it. A launcher seen in a build without MPI is BP_ERR_UNSUPPORTED.
  *
