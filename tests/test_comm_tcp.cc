@@ -31,8 +31,10 @@
 
 namespace {
 
-// A status no call returns: "this rank's call never finished".
-const bp_status kNotRun = static_cast<bp_status>(-1);
+// A status no call returns: "this rank's call never finished". Inside the
+// enum's range (0 .. 15 for the values 0 .. 9): -1 would be an invalid enum
+// value, which UBSan reports.
+const bp_status kNotRun = static_cast<bp_status>(15);
 
 std::string spec_for(int port, bool ipv6 = false) {
   return std::string(ipv6 ? "tcp:[::1]:" : "tcp:127.0.0.1:") + std::to_string(port);

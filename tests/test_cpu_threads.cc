@@ -61,7 +61,10 @@ Trained train(int threads) {
 }
 
 bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  // Empty vectors (an optimizer without state) may have no data pointer, and
+  // memcmp must not be given NULL even for 0 bytes.
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 // Relative to the largest magnitude of the two vectors, so near-zero entries
