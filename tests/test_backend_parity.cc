@@ -114,18 +114,25 @@ TEST_F(Parity, EpochAndEvaluationAgree) {
   ASSERT_EQ(bp_network_create(p.cuda, 4, sizes, seed, &b.net), BP_OK);
   ASSERT_EQ(bp_dataset_create(p.cpu, n, 20, 4, X.data(), Y.data(), &da.data), BP_OK);
   ASSERT_EQ(bp_dataset_create(p.cuda, n, 20, 4, X.data(), Y.data(), &db.data), BP_OK);
+  // 155 steps at learning rate 2 carry the backends' different rounding
+  // (their products sum in different orders: oneDNN's or OpenBLAS's blocks
+  // against cuBLAS's) forward and amplify it: up to 3.3e-4 relative after
+  // the third epoch (seed 14231232055082852224; most seeds stay under 1e-4).
+  // One step is compared at 1e-5 above; a wrong epoch (another shuffle, a
+  // lost batch, a wrong divisor) is off by percents.
+  const double trajectory_tol = 2e-3;
   for (int epoch = 0; epoch < 3; ++epoch) {
     float ca = NAN, cb = NAN;
     ASSERT_EQ(bp_train_epoch(a, da, 97, 2.0f, seed + epoch, &ca), BP_OK);
     ASSERT_EQ(bp_train_epoch(b, db, 97, 2.0f, seed + epoch, &cb), BP_OK)
         << bp_context_last_error(p.cuda);
-    EXPECT_LT(ref::rel_err(cb, ca), 1e-4) << "epoch " << epoch;
+    EXPECT_LT(ref::rel_err(cb, ca), trajectory_tol) << "epoch " << epoch;
   }
-  EXPECT_LT(max_rel_diff(tu::all_params(b), tu::all_params(a)), 1e-4);
+  EXPECT_LT(max_rel_diff(tu::all_params(b), tu::all_params(a)), trajectory_tol);
   float costa, costb, acca, accb;
   ASSERT_EQ(bp_evaluate(a, da, &costa, &acca), BP_OK);
   ASSERT_EQ(bp_evaluate(b, db, &costb, &accb), BP_OK) << bp_context_last_error(p.cuda);
-  EXPECT_LT(ref::rel_err(costb, costa), 1e-4);
+  EXPECT_LT(ref::rel_err(costb, costa), trajectory_tol);
   // Outputs within 1e-4 may flip an argmax on a near tie: allow 0.1%.
   EXPECT_NEAR(accb, acca, 1e-3);
   EXPECT_GT(acca, 0.5f) << "the network learned nothing: the comparison would be weak";

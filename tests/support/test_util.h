@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -13,7 +14,10 @@ namespace tu {
 
 // A seed that differs on every run (fresh data per test), printed on failure
 // through SCOPED_TRACE so a failing case can be replayed.
+// A new seed per call, printed by each test's trace; BP_TEST_SEED=N replays
+// a failure's seed (every call then returns N).
 inline uint64_t fresh_seed() {
+  if (const char *fixed = std::getenv("BP_TEST_SEED")) return std::strtoull(fixed, nullptr, 10);
   std::random_device rd;
   return ((uint64_t)rd() << 32) ^ rd();
 }
