@@ -18,11 +18,11 @@
  *     for fp32 (as the backend's default cuBLAS path), cublasGemmEx with
  *     CUBLAS_COMPUTE_32F_FAST_TF32 for tf32, cublasGemmEx on bfloat16
  *     copies of the operands (converted once on the host, outside the
- *     timing) for bf16; on the CPU cblas_sgemm of the BLAS the library links
- *     (OpenBLAS), in every mode (the emulation's rounding of the operands is
+ *     timing) for bf16; on the CPU the library's own bp_cpu_sgemm (oneDNN
+ *     or the BLAS it links), in every mode (the emulation's rounding of the operands is
  *     not included; without a BLAS the GEMMs are not timed and the ratios
- *     are null). These are the ceilings, called directly, not through the
- *     library. Each GEMM is run back to back on the same operands; the
+ *     are null). These are the ceilings, each product timed alone, outside
+ *     a step. Each GEMM is run back to back on the same operands; the
  *     median per call is kept; their sum is gemm_sum.
  *   - the bytes the step's elementwise kernels must move at least (gather,
  *     bias+sigmoid, output error, cost, bias gradients, hidden errors, SGD)
@@ -248,8 +248,7 @@ static float *random_block(size_t *len) {
 #endif
 
 #ifdef BENCH_WITH_CBLAS
-/* One GEMM of the step on the BLAS the library links, column-major as the
- * CPU backend calls it. */
+/* One GEMM of the step, column-major as the CPU backend calls it. */
 static void cpu_gemm(const gemm *q, const float *A, const float *Bm, float *C) {
   /* The library's own product (src/cpu/blas.c: oneDNN or the BLAS, with its
    * rule for which products run on one thread), so that "gemm" is the
