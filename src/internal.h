@@ -28,8 +28,18 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "backprop.h"
+
+/* 1 when x is Inf or NaN: its exponent bits all set. OR-ed over a pass it
+ * is a reduction the compiler vectorizes (a float sum of x*0, the first
+ * version of the SGD check, was a serial chain of adds). */
+static inline uint32_t bp_nonfinite_bits(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  return (u & 0x7f800000u) == 0x7f800000u;
+}
 
 #ifdef __cplusplus
 extern "C" {

@@ -67,14 +67,7 @@ bp_status bp_check_context(bp_context *ctx) {
 }
 
 int bp_all_finite(const float *x, size_t count) {
-  /* OR of "exponent all ones" over the bits: no branch per element, and a
-   * reduction the compiler vectorizes (a float sum of x*0 would be a serial
-   * chain of adds). */
   uint32_t bad = 0;
-  for (size_t i = 0; i < count; ++i) {
-    uint32_t u;
-    memcpy(&u, &x[i], sizeof u);
-    bad |= (u & 0x7f800000u) == 0x7f800000u;
-  }
+  for (size_t i = 0; i < count; ++i) bad |= bp_nonfinite_bits(x[i]);
   return bad == 0;
 }

@@ -93,13 +93,4 @@ static inline void bp_cpu_row_range(int w, int t, int parts, int *j0, int *j1) {
   if (*j1 > w) *j1 = w;
 }
 
-/* 1 when x is Inf or NaN: its exponent bits all set. OR-ed over a pass it
- * is a reduction the compiler vectorizes (a float sum of x*0, the first
- * version of the SGD check, was a serial chain of adds). */
-static inline uint32_t bp_nonfinite_bits(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return (u & 0x7f800000u) == 0x7f800000u;
-}
-
 #endif /* BP_CPU_PASSES_H */
