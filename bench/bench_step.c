@@ -82,6 +82,7 @@
 
 #ifdef BENCH_WITH_CBLAS
 #include "cpu/blas.h" /* the library's product: bp_cpu_sgemm, bp_cpu_blas_name */
+#include "cpu/matmul.h" /* and its forward product: bp_cpu_matmul */
 #define BENCH_CPU_BLAS bp_cpu_blas_name()
 #else
 #define BENCH_CPU_BLAS "builtin"
@@ -250,9 +251,21 @@ static float *random_block(size_t *len) {
 #ifdef BENCH_WITH_CBLAS
 /* One GEMM of the step, column-major as the CPU backend calls it. */
 static void cpu_gemm(const gemm *q, const float *A, const float *Bm, float *C) {
-  /* The library's own product (src/cpu/blas.c: oneDNN or the BLAS, with its
-   * rule for which products run on one thread), so that "gemm" is the
-   * step's own GEMMs. */
+  /* The library's own products, so that "gemm" is the step's own GEMMs:
+   * the forward one through oneDNN's matmul primitive as the backend runs
+   * it (src/cpu/matmul.c) but without its bias and activation, the others
+   * through bp_cpu_sgemm (src/cpu/blas.c: oneDNN or the BLAS), each with
+   * the library's rule for which products run on one thread. */
+  static bp_cpu_matmuls *mm;
+  static int tried;
+  if (!tried) {
+    mm = bp_cpu_matmuls_create(); /* kept to the end of the run */
+    tried = 1;
+  }
+  if (q->what[0] == 'f' && q->alpha == 1.0f &&
+      bp_cpu_matmul(mm, BP_MM_PLAIN, q->ta, q->tb, q->m, q->n, q->k, A, q->lda, Bm, q->ldb, NULL,
+                    C, q->ldc))
+    return;
   bp_cpu_sgemm(q->ta, q->tb, q->m, q->n, q->k, q->alpha, A, q->lda, Bm, q->ldb, 0.0f, C, q->ldc);
 }
 

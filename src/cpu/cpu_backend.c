@@ -20,6 +20,7 @@
 #include "blas.h"
 #include "cpu_model.h"
 #include "cpu_passes.h"
+#include "matmul.h"
 #include "cpu_threads.h"
 #include "elementwise.cuh"
 
@@ -59,6 +60,7 @@ typedef struct cpu_net {
   float *round_a, *round_b;
   size_t round_count;
   bp_cpu_opt opt; /* optimizer state (cpu_optimizers.c) */
+  bp_cpu_matmuls *mm; /* the forward products' primitives (matmul.h); NULL: sgemm + pass */
   bp_counters counters;
   double last_cost; /* the last backward pass's mean cost, before rounding to float */
 } cpu_net;
@@ -144,6 +146,7 @@ static bp_status grow_workspace(bp_network *net, int n) {
   fresh.round_b = c->round_b;
   fresh.round_count = c->round_count;
   fresh.opt = c->opt;
+  fresh.mm = c->mm;
   fresh.cap = n;
   free_workspace(net, c);
   *c = fresh;
@@ -229,6 +232,7 @@ static bp_status cpu_network_init(bp_network *net) {
     return BP_ERR_OUT_OF_MEMORY;
   }
   memset(c->grads, 0, sizeof(float) * net->n_params);
+  c->mm = bp_cpu_matmuls_create();
   net->impl = c;
   return BP_OK;
 }
@@ -240,6 +244,7 @@ static void cpu_network_free(bp_network *net) {
   free(c->round_a);
   free(c->round_b);
   bp_cpu_opt_free(&c->opt);
+  bp_cpu_matmuls_destroy(c->mm);
   free(c->params);
   free(c->grads);
   free(c->next);
@@ -269,10 +274,16 @@ static int seed_output(const bp_network *net) {
 }
 
 /* Forward over n examples whose inputs A0 are s[0] x n column-major: per
- * layer the product, then bias + activation in one pass over it. */
+ * layer the product, then bias + activation. In FP32 the product is oneDNN's
+ * matmul primitive (matmul.h), which for the sigmoid, tanh and identity also
+ * adds the bias and applies the activation to each tile while it is in
+ * cache, so no pass over the layer's output follows; the other layers (ReLU,
+ * softmax, an output whose z the cost reads) and the TF32/BF16 emulation
+ * keep the product + pass. */
 static void forward_core(bp_network *net, const float *A0, int n) {
   cpu_net *c = net->impl;
   const int L = net->n_layers;
+  const int fp32 = net->math == BP_MATH_FP32;
   const float *prev = A0;
   for (int i = 0; i < L; ++i) {
     const int in = net->sizes[i], out = net->sizes[i + 1];
@@ -280,8 +291,15 @@ static void forward_core(bp_network *net, const float *A0, int n) {
     const float *b = c->params + net->b_offset[i];
     float *a = c->a[i];
     float *z = i + 1 == L ? c->zL : NULL; /* kept only where the cost reads it */
-    product(net, 1, 0, out, n, in, 1.0f, W, in, prev, in, 0.0f, z ? z : a, out);
-    bp_cpu_bias_activation(net->acts[i], z, a, b, out, n, i + 1 == L ? c->lse : NULL);
+    const int epi = z ? -1 : bp_cpu_matmul_epilogue(net->acts[i]);
+    const int fused =
+        fp32 && epi >= 0 && bp_cpu_matmul(c->mm, epi, 1, 0, out, n, in, W, in, prev, in, b, a, out);
+    if (!fused) {
+      if (!fp32 || !bp_cpu_matmul(c->mm, BP_MM_PLAIN, 1, 0, out, n, in, W, in, prev, in, NULL,
+                                  z ? z : a, out))
+        product(net, 1, 0, out, n, in, 1.0f, W, in, prev, in, 0.0f, z ? z : a, out);
+      bp_cpu_bias_activation(net->acts[i], z, a, b, out, n, i + 1 == L ? c->lse : NULL);
+    }
     prev = a;
   }
 }
