@@ -305,8 +305,10 @@ static void forward_core(bp_network *net, const float *A0, int n) {
 }
 
 /* Backward over the n examples forward_core last ran on (inputs A0);
- * fills grads, returns the mean cost. */
-static double backward_core(bp_network *net, const float *A0, const float *Y, int n) {
+ * fills grads, adds the examples classified right to *correct when it is not
+ * NULL, returns the mean cost. */
+static double backward_core(bp_network *net, const float *A0, const float *Y, int n,
+                            int64_t *correct) {
   cpu_net *c = net->impl;
   const int L = net->n_layers;
 
@@ -316,7 +318,8 @@ static double backward_core(bp_network *net, const float *A0, const float *Y, in
    * costs, the softmax's column scalars), then one over the rows. */
   const double cost =
       bp_cpu_output_pass(net->acts[L - 1], net->cost, c->zL, c->a[L - 1], c->lse, Y, delta, out,
-                         n, c->cost_acc, c->col, c->db_acc, c->grads + net->b_offset[L - 1]) /
+                         n, c->cost_acc, c->col, c->db_acc, c->grads + net->b_offset[L - 1],
+                         correct) /
       (double)n;
 
   const float inv_n = 1.0f / (float)n;
@@ -448,28 +451,11 @@ static bp_status cpu_forward(bp_network *net, const bp_batch *b) {
   return BP_OK;
 }
 
-/* Examples of the batch whose output (from forward) is classified right.
- * Two arg-maxes per example, a chain of compares: at 256 outputs, 6% of a
- * step on one thread, so the examples are split across the threads (an
- * integer count: the same for any split). */
-static int64_t batch_correct(const bp_network *net, const float *Y, int n) {
-  const cpu_net *c = net->impl;
-  const int out = net->sizes[net->n_layers];
-  const float *a = c->a[net->n_layers - 1];
-  const int par = (size_t)out * (size_t)n >= PAR_MIN;
-  (void)par;
-  int64_t right = 0;
-  BP_OMP("omp parallel for schedule(static) reduction(+ : right) if(par)")
-  for (int k = 0; k < n; ++k)
-    right += bp_example_correct(a + (size_t)k * out, Y + (size_t)k * out, out, 1);
-  return right;
-}
-
 static bp_status cpu_backward(bp_network *net, const bp_batch *b, int accumulate) {
   cpu_net *c = net->impl;
   const int saved = bp_cpu_threads_enter(net->ctx);
-  if (accumulate & BP_BACKWARD_CORRECT) c->counters.correct += batch_correct(net, b->y, b->n);
-  const double cost = backward_core(net, b->x, b->y, b->n);
+  const double cost = backward_core(net, b->x, b->y, b->n,
+                                    accumulate & BP_BACKWARD_CORRECT ? &c->counters.correct : NULL);
   bp_cpu_threads_leave(saved);
   c->last_cost = cost;
   c->counters.cost = (float)cost;
@@ -522,7 +508,7 @@ static bp_status cpu_evaluate_chunk(bp_network *net, const bp_dataset *data, int
   forward_core(net, d->X + (size_t)start * data->n_in, n);
   if (!seed_output(net)) /* the costs alone: no error, no bias gradient */
     sum += bp_cpu_output_pass(net->acts[L - 1], net->cost, c->zL, a, c->lse, y, NULL, out, n,
-                              c->cost_acc, c->col, NULL, NULL);
+                              c->cost_acc, c->col, NULL, NULL, NULL);
   bp_cpu_threads_leave(saved);
   for (int k = 0; k < n; ++k) {
     const float *ak = a + (size_t)k * out, *yk = y + (size_t)k * out;

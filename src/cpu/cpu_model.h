@@ -25,14 +25,16 @@ void bp_cpu_bias_activation(int act, float *z, float *a, const float *b, int out
 /* The output layer of n examples for the pair (act, cost), in two passes:
  * columns across the threads, each example's cost into cost_acc[k] and the
  * column scalar its error needs into col[k] (sum(y) for softmax +
- * cross-entropy, sum_i d_i a_i for softmax + quadratic); then, when delta
+ * cross-entropy, sum_i d_i a_i for softmax + quadratic), and, when correct
+ * is not NULL, the examples classified right (bp_example_correct) added to
+ * *correct; then, when delta
  * is not NULL, rows across the threads: delta = dC0/dz and the bias
  * gradient db = (1/n) sum_k delta[., k], each row's sum in double in
  * example order. z and lse are read by the cross-entropy costs only.
  * Returns the sum of the examples' costs in example order. */
 double bp_cpu_output_pass(int act, int cost, const float *z, const float *a, const float *lse,
                           const float *y, float *delta, int w, int n, double *cost_acc,
-                          float *col, double *acc, float *db);
+                          float *col, double *acc, float *db, int64_t *correct);
 
 /* A hidden layer, in place over G = W^T delta (w x n): delta = g f'(a)
  * from the stored activation, and the bias gradient as above. */
