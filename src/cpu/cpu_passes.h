@@ -56,8 +56,12 @@ extern float tanhf(float) __attribute__((simd("notinbranch")));
  * waits for a thread the OS has not scheduled; bench/NOTES.md section 11).
  * PAR_MIN for the passes that compute (an activation, a product of errors),
  * PAR_MIN_COPY for those that mostly move memory (gather, the updates,
- * rounding). At the main job's batch 32 every pass stays on one thread. */
-enum { PAR_MIN = 65536, PAR_MIN_COPY = 262144, ROW_CHUNK = 16 };
+ * rounding). At the main job's batch 32 every pass stays on one thread (its
+ * 79,510-parameter update too). PAR_MIN_COPY was 262144 until 256x4's
+ * 197,376-parameter update, alone on one thread, was measured: threaded,
+ * the 256x4@256 step took 0.965x the time (medians of 10 interleaved runs,
+ * 2 threads; bench/NOTES.md section 14). */
+enum { PAR_MIN = 65536, PAR_MIN_COPY = 131072, ROW_CHUNK = 16 };
 
 static inline int bp_cpu_thread_index(void) {
 #ifdef BP_CPU_OPENMP
