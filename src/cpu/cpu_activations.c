@@ -115,6 +115,83 @@ static inline double lane_ce_cost(const float *y, const float *z, float lse, int
   return c;
 }
 
+/* The first index of the largest value, as bp_example_correct's loop finds
+ * it: one chain of compares there, about 50 us of a 256x4@256 step and most
+ * of its output pass (bench/NOTES.md section 14). Here LANES running maxima
+ * with their indices, lane l taking the elements j = l mod LANES of the
+ * whole blocks (vectorized: a compare and two blends per block), then the
+ * lanes combined and the tail scanned. The loop's answer exactly: within a
+ * lane a strict > keeps the first index of a tie, across lanes the smallest
+ * index holding the maximum wins; NaN never wins a compare, so a NaN lane
+ * start is -inf with index w (no index); a NaN in x[0] wins in the loop
+ * (nothing compares greater), so that is answered first. */
+static inline int scalar_argmax(const float *x, int w) {
+  int best = 0;
+  float m = x[0];
+  for (int j = 1; j < w; ++j)
+    if (x[j] > m) {
+      m = x[j];
+      best = j;
+    }
+  return best;
+}
+
+static inline int lane_argmax(const float *x, int w) {
+  if (w < 2 * LANES || x[0] != x[0]) return scalar_argmax(x, w);
+  float mv[LANES];
+  int mi[LANES];
+  for (int l = 0; l < LANES; ++l) {
+    const int number = x[l] == x[l];
+    mv[l] = number ? x[l] : -INFINITY;
+    mi[l] = number ? l : w;
+  }
+  int j = LANES;
+  for (; j + LANES <= w; j += LANES)
+    for (int l = 0; l < LANES; ++l) {
+      const float v = x[j + l];
+      const int gt = v > mv[l];
+      mv[l] = gt ? v : mv[l];
+      mi[l] = gt ? j + l : mi[l];
+    }
+  float m = mv[0];
+  for (int l = 1; l < LANES; ++l) m = mv[l] > m ? mv[l] : m;
+  int best = w;
+  for (int l = 0; l < LANES; ++l)
+    if (mv[l] == m && mi[l] < best) best = mi[l];
+  for (; j < w; ++j) /* the tail comes after every lane's elements */
+    if (x[j] > m) {
+      m = x[j];
+      best = j;
+    }
+  return best;
+}
+
+/* Cloned per instruction set as a static function: GCC exports the ifunc
+ * of a cloned global one whatever the visibility (tests/exported_symbols). */
+BP_VECTOR_CLONES static int example_correct(const float *a, const float *y, int w) {
+  if (w == 1) return bp_example_correct(a, y, w, 1);
+  return lane_argmax(a, w) == lane_argmax(y, w);
+}
+
+int bp_cpu_example_correct(const float *a, const float *y, int w) {
+  return example_correct(a, y, w);
+}
+
+/* sum_j (a_j - y_j)^2 in double, each term bp_cost_term's float. One sum
+ * after another, this chain of dependent double adds was most of the output
+ * pass: 88 us of a 1.2 ms 256x4@256 step on one thread (bench/NOTES.md
+ * section 14). */
+static inline double lane_quadratic_cost(const float *a, const float *y, int w) {
+  double p[LANES] = {0};
+  int j = 0;
+  for (; j + LANES <= w; j += LANES)
+    for (int l = 0; l < LANES; ++l) p[l] += (double)bp_cost_term(a[j + l], y[j + l]);
+  double c = 0.0;
+  for (int l = 0; l < LANES; ++l) c += p[l];
+  for (; j < w; ++j) c += (double)bp_cost_term(a[j], y[j]);
+  return c;
+}
+
 /* Softmax of one column, bp_softmax_column's steps with a vector exp and
  * the lane reductions above: z (or a itself, in place) gets the bias, then
  * max, exp, sum, division. *lse = m + log(s), the column's log-sum-exp, for
@@ -152,8 +229,9 @@ void bp_cpu_bias_activation(int act, float *z, float *a, const float *b, int out
 /* ---- The output layer ---- */
 
 /* One example's cost C0 and the scalar its error needs: bp_output_column's
- * sums, in index order but for softmax + cross-entropy, whose sums run in
- * lanes as the softmax's do. */
+ * sums, in index order but for softmax + cross-entropy and for the quadratic
+ * cost of an elementwise output, whose sums run in lanes as the softmax's
+ * do. */
 BP_VECTOR_CLONES static double column_cost(int act, int cost, const float *z, const float *a,
                                            float lse, const float *y, int w, float *col) {
   double c = 0.0;
@@ -170,7 +248,7 @@ BP_VECTOR_CLONES static double column_cost(int act, int cost, const float *z, co
     }
     *col = dot;
   } else {
-    for (int j = 0; j < w; ++j) c += (double)bp_cost_term(a[j], y[j]);
+    c = lane_quadratic_cost(a, y, w);
   }
   return c;
 }
@@ -243,7 +321,7 @@ double bp_cpu_output_pass(int act, int cost, const float *z, const float *a, con
                               col + k);
     /* While the column is in cache: its two arg-maxes, a chain of compares
      * that at 256 outputs was 3% of a step as a pass of its own. */
-    if (correct) right += bp_example_correct(a + o, y + o, w, 1);
+    if (correct) right += bp_cpu_example_correct(a + o, y + o, w);
   }
   if (correct) *correct += right;
   double sum = 0.0;

@@ -12,6 +12,10 @@
 
 #include "../internal.h"
 
+#ifdef __cplusplus
+extern "C" { /* tests/test_cpu_passes.cc */
+#endif
+
 /* Forward, one pass over the product P = W A (out x n) of layer with
  * activation act: a = f(P + b). With z == NULL the pass is in place
  * (P was written to a, and no z is kept: every derivative of the backward
@@ -35,6 +39,10 @@ void bp_cpu_bias_activation(int act, float *z, float *a, const float *b, int out
 double bp_cpu_output_pass(int act, int cost, const float *z, const float *a, const float *lse,
                           const float *y, float *delta, int w, int n, double *cost_acc,
                           float *col, double *acc, float *db, int64_t *correct);
+
+/* bp_example_correct(a, y, w, 1) of elementwise.cuh, the same answer for
+ * any values (NaN and ties included), vectorized. */
+int bp_cpu_example_correct(const float *a, const float *y, int w);
 
 /* A hidden layer, in place over G = W^T delta (w x n): delta = g f'(a)
  * from the stored activation, and the bias gradient as above. */
@@ -60,5 +68,9 @@ void bp_cpu_opt_free(bp_cpu_opt *o);
  * non-finite (then nothing the caller reads changed). */
 int bp_cpu_opt_update(const bp_network *net, bp_cpu_opt *o, float **params, float **next,
                       const float *grads, float lr);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BP_CPU_MODEL_H */
