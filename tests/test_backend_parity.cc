@@ -1,8 +1,11 @@
 // CPU and CUDA agree: forward outputs, cost, gradients, a few training steps,
 // an epoch and an evaluation, on fresh random data, from identical weights.
-// The CUDA side uses pedantic float32 cuBLAS math, so the only differences
-// are summation order: tolerances are a few float32 ulps scaled by the sums'
-// lengths, written down per quantity below.
+// The CUDA side uses pedantic float32 cuBLAS math; the differences are
+// summation order and, since the CPU's forward fuses the sigmoid and tanh
+// into oneDNN's product (src/cpu/matmul.c), the activations' last bits
+// (oneDNN's logistic is within 3.4 ulp of float64, the shared expf formula
+// within 2.5): tolerances are a few float32 ulps scaled by the sums' lengths,
+// written down per quantity below.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -83,7 +86,10 @@ TEST_F(Parity, ForwardCostGradientsAndStepsAgree) {
     ASSERT_EQ(bp_backward(a, X.data(), Y.data(), s.n, &ca), BP_OK);
     ASSERT_EQ(bp_backward(b, X.data(), Y.data(), s.n, &cb), BP_OK)
         << bp_context_last_error(p.cuda);
-    EXPECT_LT(ref::rel_err(cb, ca), 1e-5) << "cost " << cb << " vs " << ca;
+    // A sum of (a - y)^2: relative to the sum, or, for a nearly fitted
+    // output (the 1-1-1 net's one example: cost 8.8e-5, seed 138), to the
+    // one-ulp difference of a that (a - y)^2 turns into 1.3e-5 of itself.
+    EXPECT_NEAR(cb, ca, 1e-5 * std::fabs(ca) + 1e-7) << "cost " << cb << " vs " << ca;
     auto ga = all_grads(a), gb = all_grads(b);
     EXPECT_LT(max_rel_diff(gb, ga), 1e-4) << "gradients";
 
@@ -92,8 +98,14 @@ TEST_F(Parity, ForwardCostGradientsAndStepsAgree) {
       ASSERT_EQ(bp_train_batch(b, X.data(), Y.data(), s.n, 0.5f, &cb), BP_OK)
           << bp_context_last_error(p.cuda);
     }
-    EXPECT_LT(ref::rel_err(cb, ca), 1e-4) << "cost after 5 steps";
-    EXPECT_LT(max_rel_diff(tu::all_params(b), tu::all_params(a)), 1e-5) << "weights after 5 steps";
+    // Five steps at learning rate 0.5 carry the two sigmoids' last-bit
+    // differences through 1024-wide layers: up to 4.6e-5 relative in the
+    // weights over 40 seeds at 256-1024-1024-1 (1e-7 when both backends ran
+    // the one formula; a wrong step is off by percents). The cost of the
+    // 1-1-1 net on one example is (a - y)^2 of a nearly fitted output, so
+    // its relative error is that of a small difference: an absolute floor.
+    EXPECT_NEAR(cb, ca, 1e-4 * std::fabs(ca) + 1e-6) << "cost after 5 steps";
+    EXPECT_LT(max_rel_diff(tu::all_params(b), tu::all_params(a)), 2e-4) << "weights after 5 steps";
   }
 }
 
