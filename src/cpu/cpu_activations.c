@@ -2,11 +2,16 @@
  * layer's product per direction, split across the one pool (cpu_passes.h),
  * each element a formula of elementwise.cuh, the CUDA kernels' very text.
  *
- * Forward columns across the threads; the backward passes that end in a bias
- * sum split the rows, so each row's sum adds its examples in order, in
- * double, on one thread: the same sum for any thread count. The output
- * layer needs a whole column for its cost (and, with softmax, for its
- * error), so it first runs a pass over columns for those, then the row pass.
+ * Forward columns across the threads. The backward passes that end in a
+ * bias sum split the examples into fixed blocks of BP_CPU_SUM_BLOCK columns
+ * (cpu_passes.h), one block to a thread at a time: each block's row sums in
+ * double in example order, then the blocks' sums in block order, the same
+ * sum for any thread count (and up to one block, the plain sum in example
+ * order). Each thread reads whole columns, contiguous memory; the earlier
+ * split of the rows made both threads touch every column, and a 256-wide
+ * pass over 4096 examples took 1.7x its one-thread time on two threads
+ * (bench/NOTES.md section 14). The output layer's pass does each column's
+ * cost (and, with softmax, its column sums) just before its error.
  *
  * The derivatives come from the stored activation a: sigma' = a (1 - a),
  * tanh' = 1 - a^2, ReLU' = [a > 0], identity' = 1
@@ -318,39 +323,53 @@ BP_VECTOR_CLONES static void output_rows(int act, int cost, const float *a, cons
   }
 }
 
+/* db[j] = (sum over blocks b of part[b w + j]) / n, blocks in order. */
+static void finish_bias(const double *part, int blocks, int w, int n, float *db) {
+  for (int j = 0; j < w; ++j) {
+    double s = part[j];
+    for (int b = 1; b < blocks; ++b) s += part[(size_t)b * (size_t)w + j];
+    db[j] = (float)(s / (double)n);
+  }
+}
+
 double bp_cpu_output_pass(int act, int cost, const float *z, const float *a, const float *lse,
                           const float *y, float *delta, int w, int n, double *cost_acc,
                           float *col, double *acc, float *db, int64_t *correct) {
   const int par = (size_t)w * (size_t)n >= PAR_MIN;
   (void)par;
   int64_t right = 0;
-  BP_OMP("omp parallel for schedule(static) reduction(+ : right) if(par)")
-  for (int k = 0; k < n; ++k) {
-    const size_t o = (size_t)k * (size_t)w;
-    cost_acc[k] = column_cost(act, cost, z ? z + o : NULL, a + o, lse ? lse[k] : 0.0f, y + o, w,
-                              col + k);
-    /* While the column is in cache: its two arg-maxes, a chain of compares
-     * that at 256 outputs was 3% of a step as a pass of its own. */
-    if (correct) right += bp_cpu_example_correct(a + o, y + o, w);
+  if (!delta) { /* the costs alone (evaluation): columns across the threads */
+    BP_OMP("omp parallel for schedule(static) reduction(+ : right) if(par)")
+    for (int k = 0; k < n; ++k) {
+      const size_t o = (size_t)k * (size_t)w;
+      cost_acc[k] = column_cost(act, cost, z ? z + o : NULL, a + o, lse ? lse[k] : 0.0f, y + o,
+                                w, col + k);
+      if (correct) right += bp_cpu_example_correct(a + o, y + o, w);
+    }
+  } else {
+    const int blocks = bp_cpu_sum_blocks(n);
+    const int bpar = par && blocks > 1;
+    (void)bpar;
+    BP_OMP("omp parallel for schedule(static) reduction(+ : right) if(bpar)")
+    for (int b = 0; b < blocks; ++b) {
+      double *part = acc + (size_t)b * (size_t)w;
+      for (int j = 0; j < w; ++j) part[j] = 0.0;
+      const int k1 = n < (b + 1) * BP_CPU_SUM_BLOCK ? n : (b + 1) * BP_CPU_SUM_BLOCK;
+      for (int k = b * BP_CPU_SUM_BLOCK; k < k1; ++k) {
+        const size_t o = (size_t)k * (size_t)w;
+        /* The column's cost and scalar, its accuracy and its error while
+         * it is in cache. */
+        cost_acc[k] = column_cost(act, cost, z ? z + o : NULL, a + o, lse ? lse[k] : 0.0f,
+                                  y + o, w, col + k);
+        if (correct) right += bp_cpu_example_correct(a + o, y + o, w);
+        output_rows(act, cost, a + o, y + o, col[k], delta + o, part, 0, w);
+      }
+    }
+    finish_bias(acc, blocks, w, n, db);
   }
   if (correct) *correct += right;
   double sum = 0.0;
   for (int k = 0; k < n; ++k) sum += cost_acc[k];
-  if (!delta) return sum;
-
-  const int parts = bp_cpu_row_parts(w, n);
-  (void)parts;
-  BP_OMP("omp parallel num_threads(parts) if(parts > 1)")
-  {
-    int j0, j1;
-    bp_cpu_row_range(w, bp_cpu_thread_index(), bp_cpu_team_size(), &j0, &j1);
-    for (int j = j0; j < j1; ++j) acc[j] = 0.0;
-    for (int k = 0; k < n; ++k) {
-      const size_t o = (size_t)k * (size_t)w;
-      output_rows(act, cost, a + o, y + o, col[k], delta + o, acc, j0, j1);
-    }
-    for (int j = j0; j < j1; ++j) db[j] = (float)(acc[j] / (double)n);
-  }
   return sum;
 }
 
@@ -396,17 +415,18 @@ BP_VECTOR_CLONES static void hidden_rows(int act, float *g, const float *a, doub
 }
 
 void bp_cpu_hidden_pass(int act, float *g, const float *a, int w, int n, double *acc, float *db) {
-  const int parts = bp_cpu_row_parts(w, n);
-  (void)parts;
-  BP_OMP("omp parallel num_threads(parts) if(parts > 1)")
-  {
-    int j0, j1;
-    bp_cpu_row_range(w, bp_cpu_thread_index(), bp_cpu_team_size(), &j0, &j1);
-    for (int j = j0; j < j1; ++j) acc[j] = 0.0;
-    for (int k = 0; k < n; ++k) {
+  const int blocks = bp_cpu_sum_blocks(n);
+  const int par = blocks > 1 && (size_t)w * (size_t)n >= PAR_MIN;
+  (void)par;
+  BP_OMP("omp parallel for schedule(static) if(par)")
+  for (int b = 0; b < blocks; ++b) {
+    double *part = acc + (size_t)b * (size_t)w;
+    for (int j = 0; j < w; ++j) part[j] = 0.0;
+    const int k1 = n < (b + 1) * BP_CPU_SUM_BLOCK ? n : (b + 1) * BP_CPU_SUM_BLOCK;
+    for (int k = b * BP_CPU_SUM_BLOCK; k < k1; ++k) {
       const size_t o = (size_t)k * (size_t)w;
-      hidden_rows(act, g + o, a + o, acc, j0, j1);
+      hidden_rows(act, g + o, a + o, part, 0, w);
     }
-    for (int j = j0; j < j1; ++j) db[j] = (float)(acc[j] / (double)n);
   }
+  finish_bias(acc, blocks, w, n, db);
 }

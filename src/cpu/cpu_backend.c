@@ -49,7 +49,7 @@ typedef struct cpu_net {
   float *col;    /* cap: the per-example scalar of the output error (cpu_model.h) */
   float *delta;  /* two error buffers, max_width x cap each */
   float *delta2;
-  double *db_acc; /* max_width: bias-gradient row sums */
+  double *db_acc; /* max_width x bp_cpu_sum_blocks(cap): bias-gradient partial sums */
   double *cost_acc; /* cap: each example's cost, summed in example order */
   float *in;     /* gathered inputs for train_epoch, s[0] x cap */
   float *target; /* gathered targets, s[L] x cap */
@@ -136,7 +136,8 @@ static bp_status grow_workspace(bp_network *net, int n) {
     goto fail;
   if (!(fresh.target = cpu_alloc(ctx, (size_t)net->sizes[L] * n, sizeof(float), "batch targets")))
     goto fail;
-  if (!(fresh.db_acc = cpu_alloc(ctx, (size_t)net->max_width, sizeof(double), "bias sums")))
+  if (!(fresh.db_acc = cpu_alloc(ctx, (size_t)net->max_width * (size_t)bp_cpu_sum_blocks(n),
+                                 sizeof(double), "bias sums")))
     goto fail;
   if (!(fresh.cost_acc = cpu_alloc(ctx, (size_t)n, sizeof(double), "example costs"))) goto fail;
   fresh.params = c->params;

@@ -26,16 +26,17 @@ extern "C" { /* tests/test_cpu_passes.cc */
 void bp_cpu_bias_activation(int act, float *z, float *a, const float *b, int out, int n,
                             float *lse);
 
-/* The output layer of n examples for the pair (act, cost), in two passes:
- * columns across the threads, each example's cost into cost_acc[k] and the
- * column scalar its error needs into col[k] (sum(y) for softmax +
- * cross-entropy, sum_i d_i a_i for softmax + quadratic), and, when correct
- * is not NULL, the examples classified right (bp_example_correct) added to
- * *correct; then, when delta
- * is not NULL, rows across the threads: delta = dC0/dz and the bias
- * gradient db = (1/n) sum_k delta[., k], each row's sum in double in
- * example order. z and lse are read by the cross-entropy costs only.
- * Returns the sum of the examples' costs in example order. */
+/* The output layer of n examples for the pair (act, cost), one pass over
+ * the columns: each example's cost into cost_acc[k] and the column scalar
+ * its error needs into col[k] (sum(y) for softmax + cross-entropy,
+ * sum_i d_i a_i for softmax + quadratic); when correct is not NULL, the
+ * examples classified right (bp_example_correct) added to *correct; when
+ * delta is not NULL, delta = dC0/dz and the bias gradient
+ * db = (1/n) sum_k delta[., k], summed in double over blocks of
+ * BP_CPU_SUM_BLOCK examples (cpu_passes.h). acc holds
+ * bp_cpu_sum_blocks(n) * w doubles. z and lse are read by the
+ * cross-entropy costs only. Returns the sum of the examples' costs in
+ * example order. */
 double bp_cpu_output_pass(int act, int cost, const float *z, const float *a, const float *lse,
                           const float *y, float *delta, int w, int n, double *cost_acc,
                           float *col, double *acc, float *db, int64_t *correct);
@@ -45,7 +46,8 @@ double bp_cpu_output_pass(int act, int cost, const float *z, const float *a, con
 int bp_cpu_example_correct(const float *a, const float *y, int w);
 
 /* A hidden layer, in place over G = W^T delta (w x n): delta = g f'(a)
- * from the stored activation, and the bias gradient as above. */
+ * from the stored activation, and the bias gradient as above (acc as
+ * above). */
 void bp_cpu_hidden_pass(int act, float *g, const float *a, int w, int n, double *acc, float *db);
 
 /* The optimizer state: count floats (slots x n_params) and the step count.

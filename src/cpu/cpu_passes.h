@@ -61,7 +61,7 @@ extern float tanhf(float) __attribute__((simd("notinbranch")));
  * 197,376-parameter update, alone on one thread, was measured: threaded,
  * the 256x4@256 step took 0.965x the time (medians of 10 interleaved runs,
  * 2 threads; bench/NOTES.md section 14). */
-enum { PAR_MIN = 65536, PAR_MIN_COPY = 131072, ROW_CHUNK = 16 };
+enum { PAR_MIN = 65536, PAR_MIN_COPY = 131072 };
 
 static inline int bp_cpu_thread_index(void) {
 #ifdef BP_CPU_OPENMP
@@ -79,22 +79,15 @@ static inline int bp_cpu_team_size(void) {
 #endif
 }
 
-/* How many threads split the rows of a w x n pass: whole chunks of
- * ROW_CHUNK rows each, so two threads share few cache lines of a column. */
-static inline int bp_cpu_row_parts(int w, int n) {
-  if ((size_t)w * (size_t)n < PAR_MIN) return 1;
-  int parts = bp_cpu_max_threads();
-  const int chunks = (w + ROW_CHUNK - 1) / ROW_CHUNK;
-  return parts < chunks ? parts : chunks;
-}
+/* The bias gradients' sums run over blocks of this many examples (columns):
+ * each block's sums in double in example order, then the blocks in order.
+ * The grouping depends on the batch alone, so the sums are the same for any
+ * thread count; a block is the unit a thread takes. Up to one block (the
+ * main job's batch 32, any batch to 256) it is the plain sum in order. */
+enum { BP_CPU_SUM_BLOCK = 256 };
 
-/* Rows [*j0, *j1) of part t of parts: chunk boundaries, the last part to w. */
-static inline void bp_cpu_row_range(int w, int t, int parts, int *j0, int *j1) {
-  const int chunks = (w + ROW_CHUNK - 1) / ROW_CHUNK;
-  *j0 = (int)((long long)chunks * t / parts) * ROW_CHUNK;
-  *j1 = t + 1 == parts ? w : (int)((long long)chunks * (t + 1) / parts) * ROW_CHUNK;
-  if (*j0 > w) *j0 = w;
-  if (*j1 > w) *j1 = w;
+static inline int bp_cpu_sum_blocks(int n) {
+  return (n + BP_CPU_SUM_BLOCK - 1) / BP_CPU_SUM_BLOCK;
 }
 
 #endif /* BP_CPU_PASSES_H */
