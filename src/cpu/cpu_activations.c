@@ -323,13 +323,15 @@ BP_VECTOR_CLONES static void output_rows(int act, int cost, const float *a, cons
   }
 }
 
-/* db[j] = (sum over blocks b of part[b w + j]) / n, blocks in order. */
-static void finish_bias(const double *part, int blocks, int w, int n, float *db) {
-  for (int j = 0; j < w; ++j) {
-    double s = part[j];
-    for (int b = 1; b < blocks; ++b) s += part[(size_t)b * (size_t)w + j];
-    db[j] = (float)(s / (double)n);
+/* db[j] = (sum over blocks b of part[b w + j]) / n, blocks in order, into
+ * block 0's row as the running sum (contiguous rows, not a strided walk per
+ * j through up to a thousand blocks). */
+static void finish_bias(double *part, int blocks, int w, int n, float *db) {
+  for (int b = 1; b < blocks; ++b) {
+    const double *p = part + (size_t)b * (size_t)w;
+    for (int j = 0; j < w; ++j) part[j] += p[j];
   }
+  for (int j = 0; j < w; ++j) db[j] = (float)(part[j] / (double)n);
 }
 
 double bp_cpu_output_pass(int act, int cost, const float *z, const float *a, const float *lse,

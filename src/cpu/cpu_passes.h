@@ -83,8 +83,10 @@ static inline int bp_cpu_team_size(void) {
  * each block's sums in double in example order, then the blocks in order.
  * The grouping depends on the batch alone, so the sums are the same for any
  * thread count; a block is the unit a thread takes. Up to one block (the
- * main job's batch 32, any batch to 256) it is the plain sum in order. */
-enum { BP_CPU_SUM_BLOCK = 256 };
+ * main job's batch 32) it is the plain sum in order. 64 rather than 256:
+ * a batch of 256 then splits across the threads, 0.96x the step at
+ * 256x4@256 and 256x6@256, the same elsewhere (bench/NOTES.md section 14). */
+enum { BP_CPU_SUM_BLOCK = 64 };
 
 static inline int bp_cpu_sum_blocks(int n) {
   return (n + BP_CPU_SUM_BLOCK - 1) / BP_CPU_SUM_BLOCK;
