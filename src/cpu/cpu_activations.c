@@ -274,35 +274,35 @@ BP_VECTOR_CLONES static double column_cost(int act, int cost, const float *z, co
 #define QUADRATIC_ROWS(ACT)                                                     \
   do {                                                                          \
     BP_SIMD("omp simd")                                                         \
-    for (int j = j0; j < j1; ++j) {                                             \
+    for (int j = 0; j < w; ++j) {                                             \
       const float d = 2.0f * (a[j] - y[j]) * bp_activation_prime_of_a(ACT, a[j]); \
       delta[j] = d;                                                             \
       acc[j] += d;                                                              \
     }                                                                           \
   } while (0)
 
-/* Rows [j0, j1) of one column: delta = dC0/dz (bp_output_column's
+/* One column of w rows: delta = dC0/dz (bp_output_column's
  * formulas; the sigmoid's quadratic error is bp_output_error_of_a), and
  * acc[j] += delta. */
 BP_VECTOR_CLONES static void output_rows(int act, int cost, const float *a, const float *y,
-                                         float col, float *delta, double *acc, int j0, int j1) {
+                                         float col, float *delta, double *acc, int w) {
   if (cost == BP_EW_CROSS_ENTROPY && act == BP_EW_SOFTMAX) {
     BP_SIMD("omp simd")
-    for (int j = j0; j < j1; ++j) {
+    for (int j = 0; j < w; ++j) {
       const float d = a[j] * col - y[j];
       delta[j] = d;
       acc[j] += d;
     }
   } else if (cost == BP_EW_CROSS_ENTROPY) {
     BP_SIMD("omp simd")
-    for (int j = j0; j < j1; ++j) {
+    for (int j = 0; j < w; ++j) {
       const float d = a[j] - y[j];
       delta[j] = d;
       acc[j] += d;
     }
   } else if (act == BP_EW_SOFTMAX) {
     BP_SIMD("omp simd")
-    for (int j = j0; j < j1; ++j) {
+    for (int j = 0; j < w; ++j) {
       const float d = a[j] * (2.0f * (a[j] - y[j]) - col);
       delta[j] = d;
       acc[j] += d;
@@ -315,12 +315,25 @@ BP_VECTOR_CLONES static void output_rows(int act, int cost, const float *a, cons
     QUADRATIC_ROWS(BP_EW_IDENTITY);
   } else {
     BP_SIMD("omp simd")
-    for (int j = j0; j < j1; ++j) {
+    for (int j = 0; j < w; ++j) {
       const float d = bp_output_error_of_a(a[j], y[j]);
       delta[j] = d;
       acc[j] += d;
     }
   }
+}
+
+/* Block b's row of partial bias sums (acc holds one row of w per block),
+ * zeroed, and the end of its examples. */
+static inline double *block_start(double *acc, int b, int w) {
+  double *part = acc + (size_t)b * (size_t)w;
+  for (int j = 0; j < w; ++j) part[j] = 0.0;
+  return part;
+}
+
+static inline int block_end(int b, int n) {
+  const int end = (b + 1) * BP_CPU_SUM_BLOCK;
+  return n < end ? n : end;
 }
 
 /* db[j] = (sum over blocks b of part[b w + j]) / n, blocks in order, into
@@ -354,17 +367,15 @@ double bp_cpu_output_pass(int act, int cost, const float *z, const float *a, con
     (void)bpar;
     BP_OMP("omp parallel for schedule(static) reduction(+ : right) if(bpar)")
     for (int b = 0; b < blocks; ++b) {
-      double *part = acc + (size_t)b * (size_t)w;
-      for (int j = 0; j < w; ++j) part[j] = 0.0;
-      const int k1 = n < (b + 1) * BP_CPU_SUM_BLOCK ? n : (b + 1) * BP_CPU_SUM_BLOCK;
-      for (int k = b * BP_CPU_SUM_BLOCK; k < k1; ++k) {
+      double *part = block_start(acc, b, w);
+      for (int k = b * BP_CPU_SUM_BLOCK; k < block_end(b, n); ++k) {
         const size_t o = (size_t)k * (size_t)w;
         /* The column's cost and scalar, its accuracy and its error while
          * it is in cache. */
         cost_acc[k] = column_cost(act, cost, z ? z + o : NULL, a + o, lse ? lse[k] : 0.0f,
                                   y + o, w, col + k);
         if (correct) right += bp_cpu_example_correct(a + o, y + o, w);
-        output_rows(act, cost, a + o, y + o, col[k], delta + o, part, 0, w);
+        output_rows(act, cost, a + o, y + o, col[k], delta + o, part, w);
       }
     }
     finish_bias(acc, blocks, w, n, db);
@@ -377,13 +388,12 @@ double bp_cpu_output_pass(int act, int cost, const float *z, const float *a, con
 
 /* ---- Hidden layers ---- */
 
-/* Rows [j0, j1) of one column: g = g f'(a) in place, acc[j] += g. */
-BP_VECTOR_CLONES static void hidden_rows(int act, float *g, const float *a, double *acc, int j0,
-                                         int j1) {
+/* One column of w rows: g = g f'(a) in place, acc[j] += g. */
+BP_VECTOR_CLONES static void hidden_rows(int act, float *g, const float *a, double *acc, int w) {
   switch (act) {
     case BP_EW_TANH:
       BP_SIMD("omp simd")
-      for (int j = j0; j < j1; ++j) {
+      for (int j = 0; j < w; ++j) {
         const float d = g[j] * bp_activation_prime_of_a(BP_EW_TANH, a[j]);
         g[j] = d;
         acc[j] += d;
@@ -391,7 +401,7 @@ BP_VECTOR_CLONES static void hidden_rows(int act, float *g, const float *a, doub
       break;
     case BP_EW_RELU:
       BP_SIMD("omp simd")
-      for (int j = j0; j < j1; ++j) {
+      for (int j = 0; j < w; ++j) {
         const float d = g[j] * bp_activation_prime_of_a(BP_EW_RELU, a[j]);
         g[j] = d;
         acc[j] += d;
@@ -399,7 +409,7 @@ BP_VECTOR_CLONES static void hidden_rows(int act, float *g, const float *a, doub
       break;
     case BP_EW_IDENTITY:
       BP_SIMD("omp simd")
-      for (int j = j0; j < j1; ++j) {
+      for (int j = 0; j < w; ++j) {
         const float d = g[j] * bp_activation_prime_of_a(BP_EW_IDENTITY, a[j]);
         g[j] = d;
         acc[j] += d;
@@ -407,7 +417,7 @@ BP_VECTOR_CLONES static void hidden_rows(int act, float *g, const float *a, doub
       break;
     default:
       BP_SIMD("omp simd")
-      for (int j = j0; j < j1; ++j) {
+      for (int j = 0; j < w; ++j) {
         const float d = bp_hidden_error_of_a(g[j], a[j]);
         g[j] = d;
         acc[j] += d;
@@ -422,12 +432,10 @@ void bp_cpu_hidden_pass(int act, float *g, const float *a, int w, int n, double 
   (void)par;
   BP_OMP("omp parallel for schedule(static) if(par)")
   for (int b = 0; b < blocks; ++b) {
-    double *part = acc + (size_t)b * (size_t)w;
-    for (int j = 0; j < w; ++j) part[j] = 0.0;
-    const int k1 = n < (b + 1) * BP_CPU_SUM_BLOCK ? n : (b + 1) * BP_CPU_SUM_BLOCK;
-    for (int k = b * BP_CPU_SUM_BLOCK; k < k1; ++k) {
+    double *part = block_start(acc, b, w);
+    for (int k = b * BP_CPU_SUM_BLOCK; k < block_end(b, n); ++k) {
       const size_t o = (size_t)k * (size_t)w;
-      hidden_rows(act, g + o, a + o, part, 0, w);
+      hidden_rows(act, g + o, a + o, part, w);
     }
   }
   finish_bias(acc, blocks, w, n, db);

@@ -515,7 +515,7 @@ static bp_status cpu_evaluate_chunk(bp_network *net, const bp_dataset *data, int
     const float *ak = a + (size_t)k * out, *yk = y + (size_t)k * out;
     if (seed_output(net))
       for (int j = 0; j < out; ++j) sum += bp_cost_term(ak[j], yk[j]);
-    right += bp_example_correct(ak, yk, out, 1);
+    right += bp_cpu_example_correct(ak, yk, out);
   }
   c->counters.cost_sum = sum;
   c->counters.correct = right;
