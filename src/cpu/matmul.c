@@ -90,7 +90,7 @@ long bp_cpu_matmul_runs(void) { return __atomic_load_n(&runs, __ATOMIC_RELAXED);
  * oneDNN's src is op(B)^T (n x k), its weights op(A)^T (k x m), its dst C^T
  * (n x m), each given by strides over the caller's buffers (no copies, any
  * transposition). The bias of C's row i is the bias of dst's column i. */
-static int entry_make(bp_cpu_matmuls *mm, mm_entry *x, const mm_key *q) {
+static void entry_make(bp_cpu_matmuls *mm, mm_entry *x, const mm_key *q) {
   dnnl_memory_desc_t smd, wmd, bmd, dmd;
   const dnnl_dims_t sd = {q->n, q->k}, wd = {q->k, q->m}, dd = {q->n, q->m}, bd = {1, q->m};
   const dnnl_dims_t ss = {q->trans_b ? 1 : q->ldb, q->trans_b ? q->ldb : 1};
@@ -128,7 +128,6 @@ static int entry_make(bp_cpu_matmuls *mm, mm_entry *x, const mm_key *q) {
   x->key = *q;
   x->used = 1;
   if (ok) ++mm->made;
-  return ok;
 }
 
 static mm_entry *lookup(bp_cpu_matmuls *mm, const mm_key *q) {
